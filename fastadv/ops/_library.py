@@ -1,0 +1,129 @@
+"""The fused ops as torch.library custom ops, so torch.compile traces through them as opaque
+nodes (with fake implementations for shape propagation) instead of breaking the graph.
+
+Each op receives the already-resolved backend name and calls that backend's function from
+the implementation table. Outputs are allocated here with ``empty_like`` so they keep the
+inputs' dense layout (contiguous or channels_last); backends then work on flat storage.
+The KL backward is itself a custom op without an autograd formula: a double backward through
+a fused KL raises instead of silently returning zeros (the reference KL is plain autograd).
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+from torch import Tensor
+
+from fastadv.ops._dispatch import _TABLE
+
+
+def _impl(op: str, backend: str):
+    return _TABLE[op][backend][0]
+
+
+@torch.library.custom_op("fastadv::pgd_step", mutates_args=())
+def pgd_step_op(x_adv: Tensor, grad: Tensor, x: Tensor, alpha: float, eps: float, sign: bool,
+                backend: str) -> Tensor:
+    out = torch.empty_like(x_adv)
+    _impl("pgd_step", backend)(x_adv, grad, x, out, alpha=alpha, eps=eps, sign=sign)
+    return out
+
+
+@pgd_step_op.register_fake
+def _(x_adv, grad, x, alpha, eps, sign, backend):
+    return torch.empty_like(x_adv)
+
+
+@torch.library.custom_op("fastadv::pgd_step_", mutates_args=("x_adv",))
+def pgd_step_inplace_op(x_adv: Tensor, grad: Tensor, x: Tensor, alpha: float, eps: float,
+                        sign: bool, backend: str) -> None:
+    _impl("pgd_step", backend)(x_adv, grad, x, x_adv, alpha=alpha, eps=eps, sign=sign)
+
+
+@pgd_step_inplace_op.register_fake
+def _(x_adv, grad, x, alpha, eps, sign, backend):
+    return None
+
+
+@torch.library.custom_op("fastadv::pgd_step_with_mask", mutates_args=())
+def pgd_step_with_mask_op(x_adv: Tensor, grad: Tensor, x: Tensor, alpha: float, eps: float,
+                          sign: bool, tol: float, backend: str) -> Tuple[Tensor, Tensor]:
+    out = torch.empty_like(x_adv)
+    mask = torch.empty_like(x_adv, dtype=torch.bool)
+    _impl("pgd_step_with_mask", backend)(x_adv, grad, x, out, mask, alpha=alpha, eps=eps,
+                                         sign=sign, tol=tol)
+    return out, mask
+
+
+@pgd_step_with_mask_op.register_fake
+def _(x_adv, grad, x, alpha, eps, sign, tol, backend):
+    return torch.empty_like(x_adv), torch.empty_like(x_adv, dtype=torch.bool)
+
+
+@torch.library.custom_op("fastadv::masked_scale", mutates_args=())
+def masked_scale_op(g: Tensor, mask: Tensor, scale: float, backend: str) -> Tensor:
+    out = torch.empty_like(g)
+    _impl("masked_scale", backend)(g, mask, out, scale=scale)
+    return out
+
+
+@masked_scale_op.register_fake
+def _(g, mask, scale, backend):
+    return torch.empty_like(g)
+
+
+@torch.library.custom_op("fastadv::random_start", mutates_args=())
+def random_start_op(x: Tensor, eps: float, kind: str, scale: float, clamp: bool, seed: int,
+                    backend: str) -> Tensor:
+    out = torch.empty_like(x)
+    # the draw must be reproducible from an int (custom ops cannot take a Generator)
+    generator = torch.Generator(device=x.device if x.device.type == "cuda" else "cpu")
+    generator.manual_seed(seed)
+    _impl("random_start", backend)(x, out, eps=eps, kind=kind, scale=scale, clamp=clamp,
+                                   generator=generator)
+    return out
+
+
+@random_start_op.register_fake
+def _(x, eps, kind, scale, clamp, seed, backend):
+    return torch.empty_like(x)
+
+
+@torch.library.custom_op("fastadv::kl_div_rows", mutates_args=())
+def kl_div_rows_op(logits_q: Tensor, logits_p: Tensor, backend: str) -> Tensor:
+    return _impl("kl_div_rows", backend)(logits_q, logits_p)
+
+
+@kl_div_rows_op.register_fake
+def _(logits_q, logits_p, backend):
+    return logits_q.new_empty(logits_q.shape[:-1])
+
+
+@torch.library.custom_op("fastadv::kl_div_rows_backward", mutates_args=())
+def kl_div_rows_backward_op(logits_q: Tensor, logits_p: Tensor, grad_rows: Tensor,
+                            backend: str) -> Tuple[Tensor, Tensor]:
+    return _impl("kl_div_rows_backward", backend)(logits_q, logits_p, grad_rows)
+
+
+@kl_div_rows_backward_op.register_fake
+def _(logits_q, logits_p, grad_rows, backend):
+    return torch.empty_like(logits_q), torch.empty_like(logits_p)
+
+
+def _kl_setup_context(ctx, inputs, output):
+    logits_q, logits_p, backend = inputs
+    ctx.save_for_backward(logits_q, logits_p)
+    ctx.backend = backend
+
+
+def _kl_backward(ctx, grad_rows):
+    logits_q, logits_p = ctx.saved_tensors
+    need_q, need_p = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    if not (need_q or need_p):
+        return None, None, None
+    grad_q, grad_p = kl_div_rows_backward_op(logits_q, logits_p, grad_rows.contiguous(),
+                                             ctx.backend)
+    return (grad_q if need_q else None), (grad_p if need_p else None), None
+
+
+kl_div_rows_op.register_autograd(_kl_backward, setup_context=_kl_setup_context)

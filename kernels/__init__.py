@@ -1,0 +1,1 @@
+"""Triton kernels of fastadv (installed as fastadv.kernels)."""

@@ -1,0 +1,53 @@
+"""Backend choice: argument > use_backend context > FASTADV_BACKEND > auto."""
+import pytest
+import torch
+
+import fastadv.ops as ops
+from fastadv.ops import _dispatch
+
+
+def chosen(backend=None, device="cpu", dtype=torch.float32):
+    return _dispatch.resolve("pgd_step", torch.device(device), dtype, backend)[0]
+
+
+def test_auto_prefers_the_compiled_backend_on_cpu():
+    expected = "cpp" if "cpp" in ops.available_backends("cpu") else "reference"
+    assert chosen() == expected
+    # float64 is served by the reference only: auto falls back silently
+    assert chosen(dtype=torch.float64) == "reference"
+
+
+def test_precedence(monkeypatch):
+    monkeypatch.setenv("FASTADV_BACKEND", "reference")
+    assert chosen() == "reference"
+    with ops.use_backend("auto"):
+        assert chosen() == chosen(backend="auto")
+        with ops.use_backend("reference"):
+            assert chosen() == "reference"
+            assert chosen(backend="auto") in ops.available_backends("cpu")
+    monkeypatch.setenv("FASTADV_BACKEND", "nonsense")
+    with pytest.raises(ValueError, match="FASTADV_BACKEND='nonsense'"):
+        chosen()
+
+
+def test_context_is_restored_after_errors():
+    with pytest.raises(KeyError):
+        with ops.use_backend("reference"):
+            raise KeyError
+    assert _dispatch.requested_backend(None) == "auto"
+
+
+def test_reference_is_always_available():
+    assert "reference" in ops.available_backends("cpu")
+    assert ops.available_backends("cpu")[-1] != "auto"
+
+
+def test_backend_results_agree_through_the_context():
+    x = torch.rand(4, 3, 8, 8)
+    g = torch.randn_like(x)
+    results = []
+    for name in ops.available_backends("cpu"):
+        with ops.use_backend(name):
+            results.append(ops.pgd_step(x, g, x, alpha=0.01, eps=0.02))
+    for r in results[1:]:
+        torch.testing.assert_close(r, results[0])
