@@ -1,0 +1,106 @@
+"""ImageData: a labelled image set held as uint8 tensors, with its channel statistics.
+
+Images stay uint8 [N, C, H, W] (pixel values 0..255) until a loader turns a batch into floats
+in [0, 1], so a whole data set is small enough to live on the accelerator (CIFAR-10's 50,000
+training images are 150 MB). mean / std are per-channel statistics in [0, 1] units, meant for
+the model's Normalize first layer.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+def _channel_tuple(values, argument: str, channels: int) -> tuple[float, ...]:
+    try:
+        result = tuple(float(v) for v in values)
+    except TypeError:
+        raise TypeError(f"{argument} must be a sequence of floats, got {values!r}") from None
+    if len(result) != channels:
+        raise ValueError(f"{argument} must have one value per channel ({channels}), got {result}")
+    if not all(math.isfinite(v) for v in result):
+        raise ValueError(f"{argument} must be finite, got {result}")
+    return result
+
+
+@dataclass(eq=False)
+class ImageData:
+    """x: uint8 [N, C, H, W]; y: int64 [N] in [0, num_classes); mean, std: per channel."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    num_classes: int
+    mean: tuple
+    std: tuple
+    name: str = "custom"
+
+    def __post_init__(self):
+        if not isinstance(self.x, torch.Tensor) or self.x.dtype != torch.uint8 or self.x.dim() != 4:
+            raise TypeError(f"x must be a uint8 tensor [N, C, H, W], got "
+                            f"{_describe(self.x)}")
+        if not isinstance(self.y, torch.Tensor) or self.y.dim() != 1 or self.y.is_floating_point() \
+                or self.y.is_complex() or self.y.dtype == torch.bool:
+            raise TypeError(f"y must be a 1-D integer tensor of labels, got {_describe(self.y)}")
+        self.y = self.y.long()
+        if self.x.shape[0] != self.y.shape[0]:
+            raise ValueError(f"x and y must have the same length, got {self.x.shape[0]} images "
+                             f"and {self.y.shape[0]} labels")
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) \
+                or self.num_classes < 2:
+            raise ValueError(f"num_classes must be an integer >= 2, got {self.num_classes!r}")
+        if len(self.y):
+            low, high = int(self.y.min()), int(self.y.max())
+            if low < 0 or high >= self.num_classes:
+                raise ValueError(f"labels must lie in [0, num_classes={self.num_classes}), "
+                                 f"got labels in [{low}, {high}]")
+        channels = self.x.shape[1]
+        self.mean = _channel_tuple(self.mean, "mean", channels)
+        self.std = _channel_tuple(self.std, "std", channels)
+        if any(s <= 0 for s in self.std):
+            raise ValueError(f"std must be > 0 in every channel, got {self.std}")
+        if not isinstance(self.name, str):
+            raise TypeError(f"name must be a str, got {self.name!r}")
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W)."""
+        return tuple(self.x.shape[1:])
+
+    def subset(self, indices) -> "ImageData":
+        """The images at `indices` (a sequence or tensor of ints), same statistics and name."""
+        index = torch.as_tensor(indices, dtype=torch.long, device=self.x.device)
+        return ImageData(self.x[index], self.y[index], self.num_classes, self.mean, self.std,
+                         self.name)
+
+    def split(self, n_holdout: int, *, seed: int) -> tuple["ImageData", "ImageData"]:
+        """A seeded random split into (rest, holdout) with len(holdout) == n_holdout.
+
+        Both parts keep the original order of their images, and the statistics of the whole
+        set (a validation split must be normalised exactly as the training data is).
+        """
+        n = len(self)
+        if isinstance(n_holdout, bool) or not isinstance(n_holdout, int) or not 0 <= n_holdout < n:
+            raise ValueError(f"n_holdout must be an integer in [0, {n}) for a data set of {n} "
+                             f"images, got {n_holdout!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {seed!r}")
+        generator = torch.Generator().manual_seed(seed)
+        order = torch.randperm(n, generator=generator)
+        holdout = order[:n_holdout].sort().values
+        rest = order[n_holdout:].sort().values
+        return self.subset(rest), self.subset(holdout)
+
+    def __repr__(self) -> str:
+        return (f"ImageData(name={self.name!r}, n={len(self)}, image_shape={self.image_shape}, "
+                f"num_classes={self.num_classes})")
+
+
+def _describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    return f"{type(value).__name__}"
