@@ -1,0 +1,65 @@
+"""Collect the evaluation points from any supported data source as (x, y) tensors.
+
+Accepted: an (x, y) pair of tensors (uint8 images are scaled by 1/255), a fastadv.data
+ImageData (uint8 x, labels y), or any iterable of (x, y) batches such as a torch DataLoader
+or a fastadv.data.DeviceLoader. Only the first ``n_examples`` points are taken, in order, so
+the same call always evaluates the same points.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Optional, Tuple
+
+import torch
+
+from fastadv.attacks._checks import check_batch, check_int
+
+
+def _as_float_pixels(x: torch.Tensor) -> torch.Tensor:
+    if x.dtype == torch.uint8:
+        return x.float().div_(255.0)
+    return x
+
+
+def collect(data, n_examples: Optional[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    if n_examples is not None:
+        check_int("n_examples", n_examples, minimum=1)
+    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
+        x, y = data
+        if isinstance(y, torch.Tensor) and x.shape[0] != y.shape[0]:
+            raise ValueError(f"data has mismatched lengths: {x.shape[0]} images but "
+                             f"{y.shape[0]} labels")
+        x, y = x[:n_examples], y[:n_examples] if isinstance(y, torch.Tensor) else y
+    elif isinstance(getattr(data, "x", None), torch.Tensor) and hasattr(data, "y") \
+            and hasattr(data, "num_classes"):
+        x, y = data.x[:n_examples], data.y[:n_examples]
+    elif hasattr(data, "__iter__"):
+        if getattr(data, "train", False) is True:
+            warnings.warn("evaluating on a loader with train=True: it shuffles, augments and "
+                          "drops the last batch; pass the ImageData or a loader with "
+                          "train=False", RuntimeWarning, stacklevel=3)
+        xs, ys, count = [], [], 0
+        for batch in data:
+            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+                raise TypeError(f"data must yield (x, y) batches, got {type(batch).__name__}")
+            bx, by = batch[0], batch[1]
+            check_batch(_as_float_pixels(bx), by)
+            xs.append(bx)
+            ys.append(by)
+            count += bx.shape[0]
+            if n_examples is not None and count >= n_examples:
+                break
+        if not xs:
+            raise ValueError("data is empty: the loader yielded no batches")
+        x = torch.cat([t.to(xs[0].device) for t in xs])[:n_examples]
+        y = torch.cat([t.to(xs[0].device) for t in ys])[:n_examples]
+    else:
+        raise TypeError(f"data must be an (x, y) pair of tensors, a fastadv.data.ImageData or an "
+                        f"iterable of (x, y) batches (DataLoader), got {type(data).__name__}")
+    x = _as_float_pixels(x)
+    check_batch(x, y)
+    if x.shape[0] == 0:
+        raise ValueError("data is empty: there are no points to evaluate")
+    if not torch.isfinite(x).all():
+        raise ValueError("x contains NaN or infinite values")
+    return x, y.long()

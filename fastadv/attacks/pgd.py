@@ -1,0 +1,125 @@
+"""PGD with restarts and FGSM, the white-box L-inf attacks of the evaluation protocols.
+
+PGD (Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks",
+ICLR 2018): from a uniform start x_0 = clip01(x + U(-eps, eps)), K steps of
+    x_{k+1} = clip01(clip(x_k + alpha * sign(grad_x L(f(x_k), y)), x - eps, x + eps)),
+with L the cross-entropy (or DLR, Croce & Hein 2020) and alpha = eps/4 by default (the step
+of GradAlign's and Fast-BAT's evaluation code). "PGD-K-R" repeats this from R random starts;
+a point counts as broken as soon as any iterate of any restart is misclassified, so the
+result is the per-point worst case over restarts.
+
+FGSM (Goodfellow et al., "Explaining and Harnessing Adversarial Examples", ICLR 2015):
+one step x' = clip01(x + eps * sign(grad_x L(f(x), y))) from the clean point.
+
+Steps and starts go through fastadv.ops (pgd_step, random_start); gradients are taken with
+torch.autograd.grad w.r.t. the input only, so no parameter gradient is ever accumulated.
+The caller chooses the model mode (evaluate() uses eval mode).
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Tuple
+
+import torch
+
+from fastadv import ops
+from fastadv.attacks import losses
+from fastadv.attacks._checks import (check_batch, check_eps, check_int, check_loss_name,
+                                     check_model, check_positive_float)
+
+__all__ = ["pgd", "fgsm", "pgd_run"]
+
+
+def pgd_run(model: Callable, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps: int,
+            alpha: float, loss_fn: Callable, start: Optional[torch.Tensor],
+            stop_on_success: bool = True, backend: Optional[str] = None
+            ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One PGD run from ``start`` (x itself when None); arguments are trusted.
+
+    With ``stop_on_success`` a point leaves the batch at its first misclassified iterate
+    (which is returned for it): there is nothing left to find for it, and dropping it makes
+    later steps cheaper. Without it every point takes all K steps and the last iterate is
+    returned (what a transfer attack needs). Returns ``(x_adv, success)``; ``success`` is
+    all False when ``stop_on_success`` is off.
+    """
+    out = (x if start is None else start).detach().clone()
+    success = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    index = torch.arange(x.shape[0], device=x.device)
+    x_cur, x_nat, y_cur = out.clone(), x.detach(), y
+    for step in range(steps + 1):
+        last = step == steps
+        if last and not stop_on_success:
+            break
+        x_cur = x_cur.detach().requires_grad_(not last)
+        with torch.set_grad_enabled(not last):
+            logits = model(x_cur)
+        keep = None
+        if stop_on_success:
+            wrong = logits.detach().argmax(dim=1) != y_cur
+            if bool(wrong.any()):
+                success[index[wrong]] = True
+                out[index[wrong]] = x_cur.detach()[wrong]
+            keep = ~wrong
+            if last or not bool(keep.any()):
+                break
+            loss = loss_fn(logits[keep], y_cur[keep])
+        else:
+            loss = loss_fn(logits, y_cur)
+        grad, = torch.autograd.grad(loss, x_cur)
+        if keep is not None and not bool(keep.all()):
+            x_cur, grad, x_nat, y_cur, index = (t[keep] for t in (x_cur, grad, x_nat, y_cur,
+                                                                  index))
+        x_cur = ops.pgd_step(x_cur.detach(), grad, x_nat, alpha=alpha, eps=eps,
+                             backend=backend)
+        if not stop_on_success:
+            out = x_cur
+    if stop_on_success:
+        still = ~success[index]
+        out[index[still]] = x_cur.detach()[still]
+    return out.detach(), success
+
+
+def pgd(model: Callable, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps: int = 20,
+        restarts: int = 1, alpha: Optional[float] = None, loss: str = "ce",
+        random_start: bool = True, generator: Optional[torch.Generator] = None,
+        backend: Optional[str] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """PGD-``steps``-``restarts`` on a batch. Returns ``(x_adv, success)``: ``success[i]``
+    is True when some iterate of some restart is misclassified (``x_adv[i]`` is then that
+    iterate, within the eps-ball and [0, 1]); points misclassified clean count as broken.
+    Restarts only attack the points no earlier restart has broken."""
+    check_model("model", model)
+    check_batch(x, y)
+    eps = check_eps(eps)
+    check_int("steps", steps, minimum=0)
+    check_int("restarts", restarts, minimum=1)
+    alpha = check_positive_float("alpha", alpha, allow_none=True)
+    loss_fn = losses.get(check_loss_name(loss))
+    if eps == 0.0 or steps == 0:
+        # no step can move the point: the attack reduces to the clean prediction
+        with torch.no_grad():
+            success = model(x).argmax(dim=1) != y
+        return x.detach().clone(), success
+    alpha = eps / 4 if alpha is None else alpha
+    x = x.detach()
+    x_adv = x.clone()
+    success = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    for _ in range(restarts):
+        todo = (~success).nonzero().squeeze(1)
+        if todo.numel() == 0:
+            break
+        x_sub, y_sub = x[todo], y[todo]
+        start = (ops.random_start(x_sub, eps, generator=generator, backend=backend)
+                 if random_start else None)
+        adv_sub, hit = pgd_run(model, x_sub, y_sub, eps=eps, steps=steps, alpha=alpha,
+                               loss_fn=loss_fn, start=start, backend=backend)
+        x_adv[todo] = adv_sub
+        success[todo[hit]] = True
+    return x_adv, success
+
+
+def fgsm(model: Callable, x: torch.Tensor, y: torch.Tensor, *, eps: float, loss: str = "ce",
+         backend: Optional[str] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """FGSM: one signed step of size eps from the clean point. Returns ``(x_adv, success)``."""
+    if isinstance(eps, (int, float)) and not isinstance(eps, bool) and eps == 0:
+        return pgd(model, x, y, eps=0.0, steps=0, loss=loss)
+    return pgd(model, x, y, eps=eps, steps=1, restarts=1, alpha=eps, loss=loss,
+               random_start=False, backend=backend)

@@ -1,0 +1,71 @@
+"""Transfer attack: PGD crafted on a surrogate model, evaluated on the target model.
+
+A black-box check against gradient masking (Athalye, Carlini & Wagner, "Obfuscated Gradients
+Give a False Sense of Security", ICML 2018): if examples built on another model break the
+target more often than white-box PGD on the target itself, the target's gradients are
+uninformative and its PGD robust accuracy is not to be trusted.
+
+Each restart runs the full K steps of PGD (Madry et al. 2018, uniform start, signed steps
+through fastadv.ops) on the surrogate, without stopping when the surrogate is fooled, since a
+stronger surrogate example transfers better; a point counts as broken when the final example
+of any restart is misclassified by the target.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Optional, Tuple
+
+import torch
+from torch import nn
+
+from fastadv import ops
+from fastadv.attacks import losses
+from fastadv.attacks._checks import (check_batch, check_eps, check_int, check_loss_name,
+                                     check_model, check_positive_float)
+from fastadv.attacks.model_mode import eval_mode
+from fastadv.attacks.pgd import pgd_run
+
+__all__ = ["transfer"]
+
+
+def transfer(model: Callable, surrogate: Callable, x: torch.Tensor, y: torch.Tensor, *,
+             eps: float, steps: int = 20, restarts: int = 1, alpha: Optional[float] = None,
+             loss: str = "ce", generator: Optional[torch.Generator] = None,
+             backend: Optional[str] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Returns ``(x_adv, success)``: success[i] when the target misclassifies x_adv[i] (or x[i]).
+    The surrogate runs in eval mode and its mode is restored afterwards."""
+    check_model("model", model)
+    if surrogate is None:
+        raise ValueError("the transfer attack needs a surrogate model: pass surrogate=<model> "
+                         "(e.g. evaluate(..., attacks=['transfer'], surrogate=other_model))")
+    check_model("surrogate", surrogate)
+    check_batch(x, y)
+    eps = check_eps(eps)
+    check_int("steps", steps, minimum=1)
+    check_int("restarts", restarts, minimum=1)
+    alpha = check_positive_float("alpha", alpha, allow_none=True)
+    loss_fn = losses.get(check_loss_name(loss))
+    x = x.detach()
+    with torch.no_grad():
+        success = model(x).argmax(dim=1) != y
+    x_adv = x.clone()
+    if eps == 0.0:
+        return x_adv, success
+    alpha = eps / 4 if alpha is None else alpha
+    context = eval_mode(surrogate) if isinstance(surrogate, nn.Module) else contextlib.nullcontext()
+    with context:
+        for _ in range(restarts):
+            todo = (~success).nonzero().squeeze(1)
+            if todo.numel() == 0:
+                break
+            x_sub, y_sub = x[todo], y[todo]
+            start = ops.random_start(x_sub, eps, generator=generator, backend=backend)
+            crafted, _ = pgd_run(surrogate, x_sub, y_sub, eps=eps, steps=steps, alpha=alpha,
+                                 loss_fn=loss_fn, start=start, stop_on_success=False,
+                                 backend=backend)
+            with torch.no_grad():
+                hit = model(crafted).argmax(dim=1) != y_sub
+            x_adv[todo] = crafted
+            success[todo[hit]] = True
+    return x_adv, success
+

@@ -1,0 +1,194 @@
+"""evaluate(): clean accuracy plus robust accuracy under a list of attacks, with the
+point-wise worst case over all of them, as a JSON-serializable record in the spirit of
+RobustBench's (Croce et al., "RobustBench: a standardized adversarial robustness benchmark",
+NeurIPS 2021 Datasets and Benchmarks).
+
+Protocol (METHODS.md, "Evaluation protocols"):
+- the model runs in eval mode; the mode of every submodule is restored afterwards;
+- every attack runs on every point the model classifies correctly (so each attack's number is
+  its own and comparable with the papers'); points misclassified clean are non-robust for
+  every attack (and have RayS distance 0);
+- top-level "robust_accuracy" is the share of points that are correctly classified and
+  survive every attack: a point is robust only if all attacks failed on it, so it never
+  exceeds any single attack's number;
+- each attack gets its own seeded generator, so adding or reordering attacks does not change
+  the others' random starts; PGD-K-R's first restarts are those of PGD-K-1.
+
+Sanity warnings (fastadv.attacks.sanity): probability outputs, randomized model, inputs
+outside [0, 1], black-box robust accuracy below white-box PGD's.
+"""
+from __future__ import annotations
+
+import contextlib
+import platform
+import time
+import zlib
+from typing import Any, Dict, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from fastadv.attacks import _inputs, registry, sanity
+from fastadv.attacks._checks import check_eps, check_int
+from fastadv.attacks.model_mode import eval_mode
+from fastadv.attacks.spec import parse_specs
+
+__all__ = ["evaluate"]
+
+UNFOUND_RAYS_DISTANCE = 1.0  # the largest L-inf distance inside the [0, 1] box
+
+
+def _device_of(model, device) -> torch.device:
+    params = [p for p in model.parameters()] if isinstance(model, nn.Module) else []
+    model_device = params[0].device if params else None
+    if device is None:
+        return model_device or torch.device("cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device must name a torch device, got {device!r}") from exc
+    if model_device is not None and model_device.type != device.type:
+        raise ValueError(f"device={str(device)!r} but the model's parameters are on "
+                         f"{model_device}; move the model first (model.to({str(device)!r}))")
+    return device
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _versions(uses_autoattack: bool) -> Dict[str, str]:
+    import fastadv
+    versions = {"torch": torch.__version__, "fastadv": fastadv.__version__,
+                "python": platform.python_version()}
+    if uses_autoattack:
+        from fastadv.attacks.autoattack import package_version
+        versions["pyautoattack"] = package_version()
+    return versions
+
+
+def _attack_seed(seed: int, spec) -> int:
+    # the restart count is left out on purpose: pgd-K-1 and pgd-K-R then share their first
+    # restarts, so more restarts can never raise robust accuracy, not even by chance
+    key = f"{spec.kind}-{spec.steps}-{spec.queries}"
+    return (seed * 1_000_003 + zlib.crc32(key.encode())) % (2 ** 63)
+
+
+def evaluate(model: nn.Module, data, *, attacks: Union[str, Sequence[str]] = ("clean", "pgd-20"),
+             eps: float = 8 / 255, batch_size: int = 256, n_examples: Optional[int] = None,
+             seed: int = 0, device=None, **options: Any) -> Dict[str, Any]:
+    """Evaluate ``model`` on ``data`` under ``attacks`` at L-inf radius ``eps``.
+
+    data: an (x, y) pair of tensors (x in [0, 1], or uint8), a fastadv.data.ImageData, or an
+    iterable of (x, y) batches (DataLoader, fastadv.data.DeviceLoader); the first
+    ``n_examples`` points are used. attacks: specs such as "clean", "fgsm", "pgd-20",
+    "pgd-50-10", "autoattack", "rays", "rays-1000", "transfer" (see fastadv.attacks.spec),
+    a list or a comma-separated string. options: see fastadv.attacks.registry (alpha, loss,
+    surrogate, autoattack_version, autoattack_attacks, rays_early_stop, rays_rtol, backend).
+
+    Returns {"n", "eps", "clean_accuracy", "robust_accuracy", "attacks": {spec: {...}},
+    "versions": {...}, ...}, JSON-serializable.
+    """
+    if not isinstance(model, nn.Module) and not callable(model):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    eps = check_eps(eps)
+    check_int("batch_size", batch_size, minimum=1)
+    check_int("seed", seed, minimum=0)
+    specs = parse_specs(attacks)
+    options = registry.check_options(options)
+    if any(s.kind == "transfer" for s in specs) and options["surrogate"] is None:
+        raise ValueError("attack 'transfer' needs a surrogate model: evaluate(..., "
+                         "surrogate=other_model)")
+    if any(s.kind == "autoattack" for s in specs):
+        from fastadv.attacks.autoattack import package_version
+        package_version()  # fail before any work when pyautoattack is missing
+    device = _device_of(model, device)
+    x_all, y_all = _inputs.collect(data, n_examples)
+    n = x_all.shape[0]
+    if int(y_all.min()) < 0:
+        raise ValueError(f"labels out of range: found label {int(y_all.min())} < 0")
+    sanity.warn_if_outside_box(x_all)
+
+    context = eval_mode(model) if isinstance(model, nn.Module) else contextlib.nullcontext()
+    with context:
+        correct, num_classes = _clean_pass(model, x_all, y_all, batch_size, device)
+        robust_all = correct.clone()
+        per_attack: Dict[str, Dict[str, Any]] = {}
+        for spec in specs:
+            generator_seed = _attack_seed(seed, spec)
+            generator = torch.Generator(device=device)
+            generator.manual_seed(generator_seed)
+            success = ~correct
+            distance = torch.zeros(n) if spec.kind == "rays" else None
+            queries = torch.zeros(n, dtype=torch.long) if spec.kind == "rays" else None
+            todo = correct.nonzero().squeeze(1)
+            _sync(device)
+            started = time.perf_counter()
+            for begin in range(0, todo.numel(), batch_size):
+                index = todo[begin:begin + batch_size]
+                xb = x_all[index].to(device)
+                yb = y_all[index].to(device)
+                outcome = registry.run_batch(spec, model, xb, yb, eps=eps, options=options,
+                                             seed=generator_seed % (2 ** 31),
+                                             generator=generator)
+                success[index] = outcome.success.cpu()
+                if distance is not None:
+                    distance[index] = outcome.distance.float().cpu()
+                    queries[index] = outcome.queries.cpu()
+            _sync(device)
+            seconds = time.perf_counter() - started
+            robust = ~success
+            robust_all &= robust
+            record = {"robust_accuracy": float(robust.float().mean()),
+                      "seconds": seconds, "n_attacked": int(todo.numel())}
+            record.update(registry.settings(spec, options, eps))
+            if distance is not None:
+                not_found = ~torch.isfinite(distance)
+                capped = torch.where(not_found, torch.full_like(distance, UNFOUND_RAYS_DISTANCE),
+                                     distance)
+                record["adbd"] = float(capped.mean())
+                record["n_not_found"] = int(not_found.sum())
+                record["mean_queries"] = float(queries[correct].float().mean()) \
+                    if bool(correct.any()) else 0.0
+            per_attack[spec.text] = record
+
+    sanity.warn_if_gradient_masking(
+        {s.text: per_attack[s.text]["robust_accuracy"] for s in specs},
+        {s.text: s.kind for s in specs}, n)
+    return {
+        "n": n,
+        "eps": eps,
+        "clean_accuracy": float(correct.float().mean()),
+        "robust_accuracy": float(robust_all.float().mean()),
+        "attacks": per_attack,
+        "num_classes": num_classes,
+        "batch_size": batch_size,
+        "seed": seed,
+        "device": str(device),
+        "versions": _versions(any(s.kind == "autoattack" for s in specs)),
+    }
+
+
+@torch.no_grad()
+def _clean_pass(model, x_all, y_all, batch_size, device):
+    """Clean predictions of all points, plus the first-batch sanity checks."""
+    correct = torch.zeros(x_all.shape[0], dtype=torch.bool)
+    num_classes = None
+    for begin in range(0, x_all.shape[0], batch_size):
+        xb = x_all[begin:begin + batch_size].to(device)
+        yb = y_all[begin:begin + batch_size].to(device)
+        logits = model(xb)
+        if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+            raise ValueError(f"the model must return logits of shape [batch, classes], got "
+                             f"{getattr(logits, 'shape', type(logits).__name__)}")
+        if num_classes is None:
+            num_classes = logits.shape[1]
+            sanity.warn_if_probabilities(logits)
+            sanity.warn_if_randomized(model, xb, logits)
+        high = int(yb.max())
+        if high >= num_classes:
+            raise ValueError(f"labels out of range: found label {high} but the model has "
+                             f"{num_classes} classes (labels must be in [0, {num_classes - 1}])")
+        correct[begin:begin + xb.shape[0]] = (logits.argmax(dim=1) == yb).cpu()
+    return correct, int(num_classes)
