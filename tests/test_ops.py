@@ -138,7 +138,7 @@ def test_pgd_step_with_mask_matches_reference(case, shape):
                 assert torch.equal(mask, exp_mask)
             else:
                 # rounding may flip coordinates sitting on a face; nothing else may differ
-                assert (mask != exp_mask).float().mean() < 0.01
+                assert (mask != exp_mask).sum() <= 0.01 * mask.numel()
 
 
 def test_mask_semantics_on_faces():

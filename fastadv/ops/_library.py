@@ -76,9 +76,9 @@ def _(g, mask, scale, backend):
 def random_start_op(x: Tensor, eps: float, kind: str, scale: float, clamp: bool, seed: int,
                     backend: str) -> Tensor:
     out = torch.empty_like(x)
-    # the draw must be reproducible from an int (custom ops cannot take a Generator)
-    generator = torch.Generator(device=x.device if x.device.type == "cuda" else "cpu")
-    generator.manual_seed(seed)
+    # custom ops cannot take a Generator, so the draw is rebuilt from an int; a CPU generator
+    # keeps kernel backends (which read a seed from it) free of GPU syncs
+    generator = torch.Generator().manual_seed(seed)
     _impl("random_start", backend)(x, out, eps=eps, kind=kind, scale=scale, clamp=clamp,
                                    generator=generator)
     return out
