@@ -1,0 +1,44 @@
+"""The catastrophic-overfitting guard of Fast AT's official code (Wong, Rice, Kolter, ICLR
+2020): at the end of every epoch, PGD-5 with step 2/255 (eps/4, scaled with eps) on one fixed
+training batch; if its robust accuracy drops by more than ``threshold`` (0.2) from the
+previous epoch, restore the previous epoch's weights and stop. Usable with every method.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Optional
+
+import torch
+
+from fastadv._train_eval import clean_and_pgd_accuracy
+
+
+class OverfitGuard:
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, *, eps: float, threshold: float = 0.2,
+                 steps: int = 5, seed: int = 0):
+        if not (0 < threshold <= 1):
+            raise ValueError(f"guard_threshold must be in (0, 1], got {threshold!r}")
+        self.x, self.y, self.eps, self.threshold = x, y, eps, threshold
+        self.steps, self.seed = steps, seed
+        self.previous_accuracy: Optional[float] = None
+        self.previous_state: Optional[dict] = None
+
+    def check(self, model) -> tuple:
+        """(robust accuracy on the guard batch, triggered?). When triggered the model holds the
+        previous epoch's weights on return."""
+        _, accuracy = clean_and_pgd_accuracy(model, self.x, self.y, eps=self.eps,
+                                             steps=self.steps, alpha=self.eps / 4, seed=self.seed)
+        if (self.previous_accuracy is not None
+                and self.previous_accuracy - accuracy > self.threshold):
+            model.load_state_dict(self.previous_state)
+            return accuracy, True
+        self.previous_accuracy = accuracy
+        self.previous_state = copy.deepcopy({k: v.detach() for k, v in model.state_dict().items()})
+        return accuracy, False
+
+    def state_dict(self) -> dict:
+        return {"previous_accuracy": self.previous_accuracy, "previous_state": self.previous_state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.previous_accuracy = state.get("previous_accuracy")
+        self.previous_state = state.get("previous_state")

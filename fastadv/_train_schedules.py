@@ -1,0 +1,55 @@
+"""Learning-rate schedules, stepped every iteration (as in Fast AT's and Fast-BAT's code).
+
+The LR of iteration i (0-based, T iterations in all, E = i / iterations_per_epoch):
+- "cyclic":    triangle 0 -> lr_max -> 0 with the top at fraction ``peak`` of training
+               (0.5 in Fast AT / Fast-BAT, 0.4 in GradAlign), evaluated at t = (i + 0.5) / T
+               so that no step is wasted at lr 0;
+- "piecewise": lr_max * decay ** (number of milestones <= E), milestones in epochs
+               (default: half and three quarters of training, as Rice et al.);
+- "cosine":    lr_max * (1 + cos(pi * (i + 0.5) / T)) / 2;
+- "constant":  lr_max.
+A schedule is a pure function of the iteration, so resuming needs only the iteration count.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+SCHEDULES = ("cyclic", "piecewise", "cosine", "constant")
+
+
+class LRSchedule:
+    def __init__(self, name: str, lr_max: float, *, epochs: int, iterations_per_epoch: int,
+                 peak: float = 0.5, milestones: Optional[Sequence[float]] = None,
+                 decay: float = 0.1):
+        if name not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {name!r}")
+        if not (isinstance(lr_max, (int, float)) and math.isfinite(lr_max) and lr_max >= 0):
+            raise ValueError(f"lr must be a finite number >= 0, got {lr_max!r}")
+        if not (0.0 < peak < 1.0):
+            raise ValueError(f"peak must be in (0, 1), got {peak!r}")
+        if not (isinstance(decay, (int, float)) and 0 < decay <= 1):
+            raise ValueError(f"decay must be in (0, 1], got {decay!r}")
+        self.name, self.lr_max, self.peak, self.decay = name, float(lr_max), float(peak), float(decay)
+        self.iterations_per_epoch = iterations_per_epoch
+        self.total = epochs * iterations_per_epoch
+        if milestones is None:
+            milestones = (epochs / 2, epochs * 3 / 4)
+        self.milestones = tuple(sorted(float(m) for m in milestones))
+
+    def __call__(self, iteration: int) -> float:
+        t = (iteration + 0.5) / max(self.total, 1)
+        if self.name == "cyclic":
+            factor = t / self.peak if t <= self.peak else (1.0 - t) / (1.0 - self.peak)
+            return self.lr_max * max(factor, 0.0)
+        if self.name == "cosine":
+            return self.lr_max * 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
+        if self.name == "piecewise":
+            epoch = iteration / max(self.iterations_per_epoch, 1)
+            passed = sum(1 for m in self.milestones if epoch >= m)
+            return self.lr_max * self.decay ** passed
+        return self.lr_max
+
+    def describe(self) -> dict:
+        return {"schedule": self.name, "lr": self.lr_max, "peak": self.peak,
+                "milestones": list(self.milestones), "decay": self.decay}
