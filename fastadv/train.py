@@ -318,7 +318,11 @@ def train(model: nn.Module, method, train_data, *, epochs: int, batch_size: int 
             metric = float(epoch + 1)
         else:
             metric = record.get("val_robust_accuracy", -math.inf)
-            improved = metric > best_metric
+            # ties (common early on, when robust accuracy is still 0) go to higher clean accuracy
+            best_clean = next((r.get("val_clean_accuracy", -math.inf) for r in history
+                               if r["epoch"] == best_epoch), -math.inf)
+            improved = metric > best_metric or (
+                metric == best_metric and record.get("val_clean_accuracy", -math.inf) > best_clean)
         if improved:
             best_metric, best_epoch = metric, epoch + 1
         record["best_epoch"] = best_epoch
@@ -355,15 +359,3 @@ def train(model: nn.Module, method, train_data, *, epochs: int, batch_size: int 
                        math.isfinite(best_metric) else None,
                        run_dir=str(run_path) if run_path is not None else None,
                        stopped_early=stopped and epoch < epochs, config=config)
-
-
-class _CallableModule(type(sys)):
-    """``import fastadv.train`` binds the attribute fastadv.train to this module, shadowing the
-    function fastadv/__init__ exports under the same name; making the module callable keeps
-    ``fastadv.train(...)`` working in whichever order things were imported."""
-
-    def __call__(self, *args, **kwargs):
-        return train(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
