@@ -56,12 +56,13 @@ def _load_tile(ptr, row_offs, cols, C):
 @triton.jit
 def _kl_terms(q, p, lse_q, lse_p, cols, C):
     """(P, log P - log Q, P * (log P - log Q) with padding zeroed) for one tile."""
-    real = (cols < C)[None, :]
-    # Padding is made finite first: its -inf would give -inf - -inf = NaN below.
-    log_p = tl.where(real, p, 0.0) - lse_p[:, None]
-    log_ratio = log_p - (tl.where(real, q, 0.0) - lse_q[:, None])
-    prob_p = tl.exp(log_p)
-    terms = tl.where(real, prob_p * log_ratio, 0.0)
+    # Padding and classes the target gives probability 0 (logit -inf) contribute 0·log 0 = 0;
+    # they are made finite first, since -inf - -inf or 0·(-inf) would give NaN below.
+    live = (cols < C)[None, :] & (p > float("-inf"))
+    log_p = tl.where(live, p, 0.0) - lse_p[:, None]
+    log_ratio = tl.where(live, log_p - (tl.where(live, q, 0.0) - lse_q[:, None]), 0.0)
+    prob_p = tl.where(live, tl.exp(log_p), 0.0)
+    terms = prob_p * log_ratio
     return prob_p, log_ratio, terms
 
 

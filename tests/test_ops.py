@@ -342,3 +342,17 @@ def test_ops_trace_under_torch_compile():
 
     compiled = torch.compile(step, backend="aot_eager", fullgraph=True)
     torch.testing.assert_close(compiled(x_adv, grad, x), step(x_adv, grad, x))
+
+
+def test_kl_zero_probability_target_counts_as_zero():
+    q = torch.randn(3, 5, requires_grad=True)
+    p = torch.randn(3, 5)
+    p[:, 1] = float("-inf")  # a class the target gives probability 0
+    expected = torch.nn.functional.kl_div(torch.log_softmax(q, 1), torch.softmax(p, 1),
+                                          reduction="sum")
+    for backend in ops.available_backends("cpu"):
+        q.grad = None
+        value = ops.kl_div_logits(q, p, reduction="sum", backend=backend)
+        torch.testing.assert_close(value, expected.detach())
+        value.backward()
+        assert torch.isfinite(q.grad).all(), backend

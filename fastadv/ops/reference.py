@@ -81,7 +81,13 @@ def kl_div_rows(logits_q: torch.Tensor, logits_p: torch.Tensor) -> torch.Tensor:
     acc = _accum_dtype(logits_q.dtype)
     log_q = F.log_softmax(logits_q.to(acc), dim=-1)
     log_p = F.log_softmax(logits_p.to(acc), dim=-1)
-    return (log_p.exp() * (log_p - log_q)).sum(dim=-1).to(logits_q.dtype)
+    return (log_p.exp() * _log_ratio(log_p, log_q)).sum(dim=-1).to(logits_q.dtype)
+
+
+def _log_ratio(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """log P - log Q, set to 0 where P = 0 so that 0·log 0 counts as 0 (as in F.kl_div)
+    instead of 0·(-inf) = NaN for a target logit of -inf."""
+    return torch.where(torch.isneginf(log_p), torch.zeros_like(log_p), log_p - log_q)
 
 
 def kl_div_rows_backward(logits_q: torch.Tensor, logits_p: torch.Tensor,
@@ -90,7 +96,7 @@ def kl_div_rows_backward(logits_q: torch.Tensor, logits_p: torch.Tensor,
     log_q = F.log_softmax(logits_q.to(acc), dim=-1)
     log_p = F.log_softmax(logits_p.to(acc), dim=-1)
     p = log_p.exp()
-    log_ratio = log_p - log_q
+    log_ratio = _log_ratio(log_p, log_q)
     kl = (p * log_ratio).sum(dim=-1, keepdim=True)
     g = grad_rows.to(acc).unsqueeze(-1)
     grad_q = g * (log_q.exp() - p)
