@@ -75,25 +75,42 @@ def _rows_of_program(B, stride_q, stride_p, ROWS: tl.constexpr):
 
 
 @triton.jit
+def _load_pair(q_ptr, p_ptr, q_offs, p_offs, cols, C):
+    return _load_tile(q_ptr, q_offs, cols, C), _load_tile(p_ptr, p_offs, cols, C)
+
+
+@triton.jit
+def _single_tile(q_ptr, p_ptr, q_offs, p_offs, C, BLOCK_C: tl.constexpr):
+    """Rows that fit one tile, read once: (cols, q, lse_q, P, log P - log Q, KL)."""
+    cols = tl.arange(0, BLOCK_C)
+    q, p = _load_pair(q_ptr, p_ptr, q_offs, p_offs, cols, C)
+    lse_q = _tile_lse(q)
+    prob_p, log_ratio, terms = _kl_terms(q, p, lse_q, _tile_lse(p), cols, C)
+    return cols, q, lse_q, prob_p, log_ratio, tl.sum(terms, axis=1)
+
+
+@triton.jit
+def _chunked_kl(q_ptr, p_ptr, q_offs, p_offs, C, ROWS: tl.constexpr, BLOCK_C: tl.constexpr):
+    """Rows wider than a tile, walked in BLOCK_C chunks: (lse_q, lse_p, KL)."""
+    lse_q = _chunked_lse(q_ptr, q_offs, C, ROWS, BLOCK_C)
+    lse_p = _chunked_lse(p_ptr, p_offs, C, ROWS, BLOCK_C)
+    kl = tl.zeros([ROWS], tl.float32)
+    for start in range(0, C, BLOCK_C):
+        cols = start + tl.arange(0, BLOCK_C)
+        q, p = _load_pair(q_ptr, p_ptr, q_offs, p_offs, cols, C)
+        _, _, terms = _kl_terms(q, p, lse_q, lse_p, cols, C)
+        kl += tl.sum(terms, axis=1)
+    return lse_q, lse_p, kl
+
+
+@triton.jit
 def _kl_rows_kernel(q_ptr, p_ptr, kl_ptr, B, C, stride_q, stride_p,
                     ROWS: tl.constexpr, BLOCK_C: tl.constexpr, SINGLE: tl.constexpr):
     rows, valid, q_offs, p_offs = _rows_of_program(B, stride_q, stride_p, ROWS)
     if SINGLE:
-        cols = tl.arange(0, BLOCK_C)
-        q = _load_tile(q_ptr, q_offs, cols, C)
-        p = _load_tile(p_ptr, p_offs, cols, C)
-        _, _, terms = _kl_terms(q, p, _tile_lse(q), _tile_lse(p), cols, C)
-        kl = tl.sum(terms, axis=1)
+        _, _, _, _, _, kl = _single_tile(q_ptr, p_ptr, q_offs, p_offs, C, BLOCK_C)
     else:
-        lse_q = _chunked_lse(q_ptr, q_offs, C, ROWS, BLOCK_C)
-        lse_p = _chunked_lse(p_ptr, p_offs, C, ROWS, BLOCK_C)
-        kl = tl.zeros([ROWS], tl.float32)
-        for start in range(0, C, BLOCK_C):
-            cols = start + tl.arange(0, BLOCK_C)
-            q = _load_tile(q_ptr, q_offs, cols, C)
-            p = _load_tile(p_ptr, p_offs, cols, C)
-            _, _, terms = _kl_terms(q, p, lse_q, lse_p, cols, C)
-            kl += tl.sum(terms, axis=1)
+        _, _, kl = _chunked_kl(q_ptr, p_ptr, q_offs, p_offs, C, ROWS, BLOCK_C)
     tl.store(kl_ptr + rows, kl.to(kl_ptr.dtype.element_ty), mask=valid)
 
 
@@ -118,28 +135,16 @@ def _kl_rows_backward_kernel(q_ptr, p_ptr, g_ptr, gq_ptr, gp_ptr, B, C, stride_q
     rows, valid, q_offs, p_offs = _rows_of_program(B, stride_q, stride_p, ROWS)
     g = tl.load(g_ptr + rows).to(tl.float32)
     if SINGLE:
-        cols = tl.arange(0, BLOCK_C)
-        q = _load_tile(q_ptr, q_offs, cols, C)
-        p = _load_tile(p_ptr, p_offs, cols, C)
-        lse_q = _tile_lse(q)
-        prob_p, log_ratio, terms = _kl_terms(q, p, lse_q, _tile_lse(p), cols, C)
-        kl = tl.sum(terms, axis=1)
+        cols, q, lse_q, prob_p, log_ratio, kl = _single_tile(q_ptr, p_ptr, q_offs, p_offs, C,
+                                                             BLOCK_C)
         _store_grads(gq_ptr, gp_ptr, q_offs, p_offs, valid, cols, C, q, lse_q, prob_p,
                      log_ratio, kl, g)
     else:
-        lse_q = _chunked_lse(q_ptr, q_offs, C, ROWS, BLOCK_C)
-        lse_p = _chunked_lse(p_ptr, p_offs, C, ROWS, BLOCK_C)
-        kl = tl.zeros([ROWS], tl.float32)
+        # KL_b is needed by every column's grad_p, so a first pass finishes it.
+        lse_q, lse_p, kl = _chunked_kl(q_ptr, p_ptr, q_offs, p_offs, C, ROWS, BLOCK_C)
         for start in range(0, C, BLOCK_C):
             cols = start + tl.arange(0, BLOCK_C)
-            q = _load_tile(q_ptr, q_offs, cols, C)
-            p = _load_tile(p_ptr, p_offs, cols, C)
-            _, _, terms = _kl_terms(q, p, lse_q, lse_p, cols, C)
-            kl += tl.sum(terms, axis=1)
-        for start in range(0, C, BLOCK_C):
-            cols = start + tl.arange(0, BLOCK_C)
-            q = _load_tile(q_ptr, q_offs, cols, C)
-            p = _load_tile(p_ptr, p_offs, cols, C)
+            q, p = _load_pair(q_ptr, p_ptr, q_offs, p_offs, cols, C)
             prob_p, log_ratio, _ = _kl_terms(q, p, lse_q, lse_p, cols, C)
             _store_grads(gq_ptr, gp_ptr, q_offs, p_offs, valid, cols, C, q, lse_q, prob_p,
                          log_ratio, kl, g)

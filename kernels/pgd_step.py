@@ -49,8 +49,11 @@ def projected_step(x_adv, g, x, alpha, eps, SIGN: tl.constexpr, DTYPE: tl.conste
 
 
 @triton.jit
-def _pgd_step_kernel(x_adv_ptr, grad_ptr, x_ptr, out_ptr, numel, alpha, eps,
-                     SIGN: tl.constexpr, BLOCK: tl.constexpr):
+def step_block(x_adv_ptr, grad_ptr, x_ptr, out_ptr, numel, alpha, eps,
+               SIGN: tl.constexpr, BLOCK: tl.constexpr):
+    """One program's block of the step: reads x_adv, g and x, stores x_adv' into out and
+    returns (offs, inside, x, x_adv') for a kernel that fuses more work on the same block
+    (pgd_step_mask.py); x and x_adv' are float32 holding the out dtype's values."""
     # int64 offsets: a batch of large images can exceed 2**31 elements.
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     inside = offs < numel
@@ -60,6 +63,13 @@ def _pgd_step_kernel(x_adv_ptr, grad_ptr, x_ptr, out_ptr, numel, alpha, eps,
     dtype: tl.constexpr = out_ptr.dtype.element_ty
     y = projected_step(x_adv, g, x, alpha, eps, SIGN, dtype)
     tl.store(out_ptr + offs, y.to(dtype), mask=inside)
+    return offs, inside, x, y
+
+
+@triton.jit
+def _pgd_step_kernel(x_adv_ptr, grad_ptr, x_ptr, out_ptr, numel, alpha, eps,
+                     SIGN: tl.constexpr, BLOCK: tl.constexpr):
+    step_block(x_adv_ptr, grad_ptr, x_ptr, out_ptr, numel, alpha, eps, SIGN, BLOCK)
 
 
 def pgd_step(x_adv, grad, x, out, *, alpha, eps, sign):

@@ -25,21 +25,15 @@ import triton.language as tl
 
 from ._launch import (ELEMENTWISE_BLOCK, ELEMENTWISE_WARPS, NO_FP_FUSION, elementwise_grid,
                       like_torch, on_device)
-from .pgd_step import projected_step, rounded as _rounded
+from .pgd_step import rounded as _rounded, step_block
 
 
 @triton.jit
 def _pgd_step_mask_kernel(x_adv_ptr, grad_ptr, x_ptr, out_ptr, mask_ptr, numel,
                           alpha, eps, tol, SIGN: tl.constexpr, BLOCK: tl.constexpr):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    inside = offs < numel
-    x_adv = tl.load(x_adv_ptr + offs, mask=inside).to(tl.float32)
-    g = tl.load(grad_ptr + offs, mask=inside).to(tl.float32)
-    x = tl.load(x_ptr + offs, mask=inside).to(tl.float32)
+    offs, inside, x, y = step_block(x_adv_ptr, grad_ptr, x_ptr, out_ptr, numel, alpha, eps,
+                                    SIGN, BLOCK)
     dtype: tl.constexpr = out_ptr.dtype.element_ty
-    y = projected_step(x_adv, g, x, alpha, eps, SIGN, dtype)
-    tl.store(out_ptr + offs, y.to(dtype), mask=inside)
-
     d = _rounded(y - x, dtype)
     lower = _rounded(_rounded(tl.maximum(-x, -eps), dtype) + tol, dtype)
     upper = _rounded(_rounded(tl.minimum(_rounded(1.0 - x, dtype), eps), dtype) - tol, dtype)

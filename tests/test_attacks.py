@@ -10,49 +10,11 @@ import sys
 
 import pytest
 import torch
-from torch import nn
 
 from fastadv import attacks
 from fastadv.attacks import fgsm, gradient_alignment, parse_spec, parse_specs, pgd, rays, transfer
 
-
-class TwoClassLinear(nn.Module):
-    def __init__(self, w, b):
-        super().__init__()
-        self.w = nn.Parameter(w.clone())
-        self.b = nn.Parameter(torch.tensor(float(b)))
-
-    def forward(self, x):
-        z = x.flatten(1) @ self.w + self.b
-        return torch.stack([torch.zeros_like(z), z], dim=1)
-
-
-def linear_problem(eps=0.05, n=48, dim=16, seed=0, margin=0.01):
-    """Points in [0.3, 0.7]^D whose exact distance is at least `margin` away from eps and
-    from 0, so no point sits on the robust/non-robust threshold or needs a tiny radius."""
-    g = torch.Generator().manual_seed(seed)
-    w = torch.randn(dim, generator=g)
-    x = 0.3 + 0.4 * torch.rand(4 * n, 1, 4, dim // 4, generator=g)
-    b = -float((x.flatten(1) @ w).median())
-    z = x.flatten(1) @ w + b
-    dist = z.abs() / w.abs().sum()
-    keep = ((dist - eps).abs() > margin) & (dist > margin)
-    x, z, dist = x[keep][:n], z[keep][:n], dist[keep][:n]
-    y = (z > 0).long()
-    return TwoClassLinear(w, b).eval(), x, y, dist
-
-
-def small_net(classes=10, seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, classes)).eval()
-
-
-def net_batch(model, n=32, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(n, 1, 4, 4, generator=g)
-    with torch.no_grad():
-        y = model(x).argmax(1)
-    return x, y
+from _helpers import TwoClassLinear, linear_problem, net_batch, small_net
 
 
 def test_pgd_matches_closed_form_robust_accuracy():

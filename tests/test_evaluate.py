@@ -11,52 +11,18 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from fastadv import evaluate
 
-
-class TwoClassLinear(nn.Module):
-    """logits [0, w.x + b]: minimal L-inf adversarial distance |w.x + b| / ||w||_1."""
-
-    def __init__(self, w, b, masked_gradient=False):
-        super().__init__()
-        self.w = nn.Parameter(w.clone())
-        self.b = nn.Parameter(torch.tensor(float(b)))
-        self.masked_gradient = masked_gradient
-
-    def forward(self, x):
-        z = x.flatten(1) @ self.w + self.b
-        if self.masked_gradient:  # same logits, zero input gradient: gradient masking
-            z = z.detach() + 0.0 * z
-        return torch.stack([torch.zeros_like(z), z], dim=1)
-
-
-def linear_problem(eps=0.05, n=40, dim=16, seed=0, margin=0.01):
-    g = torch.Generator().manual_seed(seed)
-    w = torch.randn(dim, generator=g)
-    x = 0.3 + 0.4 * torch.rand(4 * n, 1, 4, dim // 4, generator=g)
-    b = -float((x.flatten(1) @ w).median())
-    z = x.flatten(1) @ w + b
-    dist = z.abs() / w.abs().sum()
-    keep = ((dist - eps).abs() > margin) & (dist > margin)
-    x, z, dist = x[keep][:n], z[keep][:n], dist[keep][:n]
-    return TwoClassLinear(w, b).eval(), x, (z > 0).long(), dist
-
-
-def small_net(classes=10, seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, classes))
+from _helpers import TwoClassLinear, linear_problem, net_batch, small_net
 
 
 def net_data(model, n=40, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(n, 1, 4, 4, generator=g)
-    with torch.no_grad():
-        y = model.eval()(x).argmax(1)
+    x, y = net_batch(model.eval(), n=n, seed=seed)
     y[:3] = (y[:3] + 1) % 10  # a few clean errors
     return x, y
 
 
 def test_linear_model_closed_form_pgd_and_rays():
     eps = 0.05
-    model, x, y, dist = linear_problem(eps)
+    model, x, y, dist = linear_problem(eps, n=40)
     y = y.clone()
     y[:4] = 1 - y[:4]  # misclassified clean: non-robust, RayS distance 0
     exact = dist.clone()
@@ -165,7 +131,7 @@ def test_seeded_evaluation_is_reproducible():
 
 def test_transfer_and_gradient_masking_warning():
     eps = 0.05
-    model, x, y, dist = linear_problem(eps)
+    model, x, y, dist = linear_problem(eps, n=40)
     masked = TwoClassLinear(model.w.detach(), float(model.b.detach()), masked_gradient=True)
     with pytest.warns(RuntimeWarning, match="gradient masking"):
         record = evaluate(masked.eval(), (x, y), attacks=["pgd-5", "transfer-8"], eps=eps,

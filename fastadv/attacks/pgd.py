@@ -22,9 +22,8 @@ from typing import Callable, Optional, Tuple
 import torch
 
 from fastadv import ops
-from fastadv.attacks import losses
-from fastadv.attacks._checks import (check_batch, check_eps, check_int, check_loss_name,
-                                     check_model, check_positive_float)
+from fastadv.attacks._checks import check_model
+from fastadv.attacks._pgd_shared import check_pgd_arguments, unbroken
 
 __all__ = ["pgd", "fgsm", "pgd_run"]
 
@@ -87,12 +86,8 @@ def pgd(model: Callable, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps:
     iterate, within the eps-ball and [0, 1]); points misclassified clean count as broken.
     Restarts only attack the points no earlier restart has broken."""
     check_model("model", model)
-    check_batch(x, y)
-    eps = check_eps(eps)
-    check_int("steps", steps, minimum=0)
-    check_int("restarts", restarts, minimum=1)
-    alpha = check_positive_float("alpha", alpha, allow_none=True)
-    loss_fn = losses.get(check_loss_name(loss))
+    eps, alpha, loss_fn = check_pgd_arguments(x, y, eps=eps, steps=steps, restarts=restarts,
+                                              alpha=alpha, loss=loss, min_steps=0)
     if eps == 0.0 or steps == 0:
         # no step can move the point: the attack reduces to the clean prediction
         with torch.no_grad():
@@ -102,10 +97,7 @@ def pgd(model: Callable, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps:
     x = x.detach()
     x_adv = x.clone()
     success = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-    for _ in range(restarts):
-        todo = (~success).nonzero().squeeze(1)
-        if todo.numel() == 0:
-            break
+    for todo in unbroken(success, restarts):
         x_sub, y_sub = x[todo], y[todo]
         start = (ops.random_start(x_sub, eps, generator=generator, backend=backend)
                  if random_start else None)

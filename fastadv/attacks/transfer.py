@@ -19,9 +19,8 @@ import torch
 from torch import nn
 
 from fastadv import ops
-from fastadv.attacks import losses
-from fastadv.attacks._checks import (check_batch, check_eps, check_int, check_loss_name,
-                                     check_model, check_positive_float)
+from fastadv.attacks._checks import check_model
+from fastadv.attacks._pgd_shared import check_pgd_arguments, unbroken
 from fastadv.attacks.model_mode import eval_mode
 from fastadv.attacks.pgd import pgd_run
 
@@ -39,12 +38,8 @@ def transfer(model: Callable, surrogate: Callable, x: torch.Tensor, y: torch.Ten
         raise ValueError("the transfer attack needs a surrogate model: pass surrogate=<model> "
                          "(e.g. evaluate(..., attacks=['transfer'], surrogate=other_model))")
     check_model("surrogate", surrogate)
-    check_batch(x, y)
-    eps = check_eps(eps)
-    check_int("steps", steps, minimum=1)
-    check_int("restarts", restarts, minimum=1)
-    alpha = check_positive_float("alpha", alpha, allow_none=True)
-    loss_fn = losses.get(check_loss_name(loss))
+    eps, alpha, loss_fn = check_pgd_arguments(x, y, eps=eps, steps=steps, restarts=restarts,
+                                              alpha=alpha, loss=loss, min_steps=1)
     x = x.detach()
     with torch.no_grad():
         success = model(x).argmax(dim=1) != y
@@ -54,10 +49,7 @@ def transfer(model: Callable, surrogate: Callable, x: torch.Tensor, y: torch.Ten
     alpha = eps / 4 if alpha is None else alpha
     context = eval_mode(surrogate) if isinstance(surrogate, nn.Module) else contextlib.nullcontext()
     with context:
-        for _ in range(restarts):
-            todo = (~success).nonzero().squeeze(1)
-            if todo.numel() == 0:
-                break
+        for todo in unbroken(success, restarts):
             x_sub, y_sub = x[todo], y[todo]
             start = ops.random_start(x_sub, eps, generator=generator, backend=backend)
             crafted, _ = pgd_run(surrogate, x_sub, y_sub, eps=eps, steps=steps, alpha=alpha,

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import numbers
 from typing import Dict, Iterator, NamedTuple
 
 import torch
 from torch import nn
+
+from fastadv.ops._validate import check_float
 
 INITS = ("uniform", "normal", "zero")
 BN_MODES = ("train", "eval")
@@ -32,18 +33,8 @@ class StepOutput(NamedTuple):
 
 
 def check_real(name: str, value, *, low=None, high=None, positive=False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} ({value!r})")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    if low is not None and value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high}, got {value!r}")
-    return value
+    """A real hyperparameter, checked by the same rules (and messages) as the ops' scalars."""
+    return check_float(name, value, minimum=low, maximum=high, strictly_positive=positive)
 
 
 def check_steps(value) -> int:

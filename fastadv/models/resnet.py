@@ -10,22 +10,23 @@ from __future__ import annotations
 
 from torch import nn
 
+from ._stages import conv1x1, conv3x3, doubling_plan, make_stages
 from .activations import make_activation
 
 
 class BasicBlock(nn.Module):
     def __init__(self, in_planes: int, planes: int, stride: int, activation: str):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.conv1 = conv3x3(in_planes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.act1 = make_activation(activation)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.conv2 = conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
         self.act2 = make_activation(activation)
         self.shortcut = nn.Identity()
         if stride != 1 or in_planes != planes:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
+                conv1x1(in_planes, planes, stride),
                 nn.BatchNorm2d(planes),
             )
 
@@ -39,18 +40,15 @@ class ResNet(nn.Module):
     def __init__(self, blocks_per_stage=(2, 2, 2, 2), *, num_classes: int = 10,
                  in_channels: int = 3, width: int = 64, activation: str = "relu"):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
+        self.conv1 = conv3x3(in_channels, width)
         self.bn1 = nn.BatchNorm2d(width)
         self.act1 = make_activation(activation)
-        stages = []
-        in_planes = width
-        for stage, count in enumerate(blocks_per_stage):
-            planes = width * 2 ** stage
-            for i in range(count):
-                stride = 2 if (stage > 0 and i == 0) else 1
-                stages.append(BasicBlock(in_planes, planes, stride, activation))
-                in_planes = planes
-        self.layers = nn.Sequential(*stages)
+
+        def make_block(in_planes, planes, stride):
+            return BasicBlock(in_planes, planes, stride, activation)
+
+        self.layers, in_planes = make_stages(make_block, width,
+                                             doubling_plan(width, blocks_per_stage))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.linear = nn.Linear(in_planes, num_classes)
 

@@ -11,35 +11,20 @@ from __future__ import annotations
 
 from torch import nn
 
-from .activations import make_activation
+from ._preact import PreActBlock, PreActNetwork
 
 
-class WideBlock(nn.Module):
+class WideBlock(PreActBlock):
+    """A pre-activation block with dropout between its convolutions (Identity at rate 0)."""
+
     def __init__(self, in_planes: int, planes: int, stride: int, activation: str,
                  dropout: float):
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_planes)
-        self.act1 = make_activation(activation)
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.act2 = make_activation(activation)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
-        self.shortcut = None
-        if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False)
-
-    def forward(self, x):
-        pre = self.act1(self.bn1(x))
-        shortcut = x if self.shortcut is None else self.shortcut(pre)
-        out = self.dropout(self.act2(self.bn2(self.conv1(pre))))
-        return self.conv2(out) + shortcut
+        super().__init__(in_planes, planes, stride, activation, dropout=dropout)
 
 
-class WideResNet(nn.Module):
+class WideResNet(PreActNetwork):
     def __init__(self, depth: int = 34, widen_factor: int = 10, *, num_classes: int = 10,
                  in_channels: int = 3, activation: str = "relu", dropout: float = 0.0):
-        super().__init__()
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
             raise ValueError(f"depth must be an integer 6n + 4 with n >= 1 (10, 16, 22, 28, 34, "
                              f"...), got depth={depth!r}")
@@ -48,20 +33,14 @@ class WideResNet(nn.Module):
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         blocks_per_group = (depth - 4) // 6
-        widths = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
-        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, stride=1, padding=1, bias=False)
-        blocks = []
-        in_planes = widths[0]
-        for group, planes in enumerate(widths[1:]):
-            for i in range(blocks_per_group):
-                stride = 2 if (group > 0 and i == 0) else 1
-                blocks.append(WideBlock(in_planes, planes, stride, activation, float(dropout)))
-                in_planes = planes
-        self.layers = nn.Sequential(*blocks)
-        self.bn = nn.BatchNorm2d(in_planes)
-        self.act = make_activation(activation)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.linear = nn.Linear(in_planes, num_classes)
+        plan = [(planes, blocks_per_group)
+                for planes in (16 * widen_factor, 32 * widen_factor, 64 * widen_factor)]
+
+        def make_block(in_planes, planes, stride):
+            return WideBlock(in_planes, planes, stride, activation, float(dropout))
+
+        super().__init__(make_block, plan, stem_width=16, num_classes=num_classes,
+                         in_channels=in_channels, activation=activation)
         self._init_weights()
 
     def _init_weights(self):
@@ -73,11 +52,6 @@ class WideResNet(nn.Module):
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Linear):
                 nn.init.zeros_(module.bias)
-
-    def forward(self, x):
-        out = self.layers(self.conv1(x))
-        out = self.pool(self.act(self.bn(out))).flatten(1)
-        return self.linear(out)
 
 
 def wide_resnet(*, num_classes=10, in_channels=3, activation="relu", depth=34, widen_factor=10,

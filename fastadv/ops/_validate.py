@@ -53,7 +53,10 @@ def check_like(name: str, t, ref_name: str, ref: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def check_float(name: str, value, *, minimum=None, strictly_positive=False) -> float:
+def check_float(name: str, value, *, minimum=None, maximum=None,
+                strictly_positive=False) -> float:
+    """``value`` as a finite float, within [minimum, maximum] and > 0 when asked; also the
+    hyperparameter check of fastadv.methods (methods/_base.py, check_real)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} ({value!r})")
     value = float(value)
@@ -63,6 +66,8 @@ def check_float(name: str, value, *, minimum=None, strictly_positive=False) -> f
         raise ValueError(f"{name} must be > 0, got {value}")
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return value
 
 
