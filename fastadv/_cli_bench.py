@@ -29,7 +29,9 @@ def run(args: argparse.Namespace) -> int:
         if wanted is not None and case.op not in wanted and case.op != "copy":
             continue
         reference_s = None
-        for backend in (["torch"] if case.op == "copy" else backends):
+        # the reference first, so every other row can show its speed-up over it
+        order = sorted(backends, key=lambda b: b != "reference")
+        for backend in (["torch"] if case.op == "copy" else order):
             seconds = median_seconds(synchronized(case.make(backend), args.device),
                                      repeat=args.repeat)
             if backend == "reference":

@@ -356,3 +356,28 @@ def test_kl_zero_probability_target_counts_as_zero():
         torch.testing.assert_close(value, expected.detach())
         value.backward()
         assert torch.isfinite(q.grad).all(), backend
+
+
+def test_in_place_step_tells_autograd_it_wrote():
+    for backend in ops.available_backends("cpu"):
+        x_adv, grad, x = make_batch((2, 3, 4, 4), torch.float32, "cpu")
+        version = x_adv._version
+        ops.pgd_step_(x_adv, grad, x, alpha=0.01, eps=0.03, backend=backend)
+        assert x_adv._version > version, backend
+
+
+def test_all_step_ops_trace_under_torch_compile():
+    x_adv, grad, x = make_batch((2, 3, 4, 4), torch.float32, "cpu")
+
+    def steps(a, g, c):
+        a2, mask = ops.pgd_step_with_mask(a, g, c, alpha=0.01, eps=0.03)
+        scaled = ops.masked_scale(g, mask, 0.5)
+        a3 = a2.clone()
+        ops.pgd_step_(a3, scaled, c, alpha=0.01, eps=0.03)
+        return a3, mask
+
+    compiled = torch.compile(steps, backend="aot_eager", fullgraph=True)
+    got, got_mask = compiled(x_adv, grad, x)
+    want, want_mask = steps(x_adv, grad, x)
+    torch.testing.assert_close(got, want)
+    assert torch.equal(got_mask, want_mask)

@@ -69,7 +69,7 @@ def pgd_step(x_adv: torch.Tensor, grad: torch.Tensor, x: torch.Tensor, *, alpha:
     alpha, eps = _check_step_args(x_adv, grad, x, alpha, eps, sign)
     name, _ = resolve("pgd_step", x.device, x.dtype, backend)
     x_adv, grad, x = _as_common_layout(x_adv.detach(), grad.detach(), x.detach())
-    return _library.pgd_step_op(x_adv, grad, x, alpha, eps, sign, name)
+    return _library.pgd_step(x_adv, grad, x, alpha, eps, sign, name)
 
 
 def pgd_step_(x_adv: torch.Tensor, grad: torch.Tensor, x: torch.Tensor, *, alpha: float,
@@ -81,10 +81,10 @@ def pgd_step_(x_adv: torch.Tensor, grad: torch.Tensor, x: torch.Tensor, *, alpha
                          "in-place step")
     name, _ = resolve("pgd_step", x.device, x.dtype, backend)
     if _same_dense_layout(x_adv, grad, x):
-        _library.pgd_step_inplace_op(x_adv, grad.detach(), x.detach(), alpha, eps, sign, name)
+        _library.pgd_step_inplace(x_adv, grad.detach(), x.detach(), alpha, eps, sign, name)
     else:
         contiguous = [t.detach().contiguous() for t in (x_adv, grad, x)]
-        x_adv.copy_(_library.pgd_step_op(*contiguous, alpha, eps, sign, name))
+        x_adv.copy_(_library.pgd_step(*contiguous, alpha, eps, sign, name))
     return x_adv
 
 
@@ -101,7 +101,7 @@ def pgd_step_with_mask(x_adv: torch.Tensor, grad: torch.Tensor, x: torch.Tensor,
     tol = check_float("tol", tol, minimum=0.0)
     name, _ = resolve("pgd_step_with_mask", x.device, x.dtype, backend)
     x_adv, grad, x = _as_common_layout(x_adv.detach(), grad.detach(), x.detach())
-    return _library.pgd_step_with_mask_op(x_adv, grad, x, alpha, eps, sign, tol, name)
+    return _library.pgd_step_with_mask(x_adv, grad, x, alpha, eps, sign, tol, name)
 
 
 def masked_scale(g: torch.Tensor, mask: torch.Tensor, scale: float, *,
@@ -122,7 +122,7 @@ def masked_scale(g: torch.Tensor, mask: torch.Tensor, scale: float, *,
     g_flat, mask_flat = g.detach(), mask
     if not (_same_dense_layout(g_flat) and g_flat.stride() == mask_flat.stride()):
         g_flat, mask_flat = g_flat.contiguous(), mask_flat.contiguous()
-    return _library.masked_scale_op(g_flat, mask_flat, scale, name)
+    return _library.masked_scale(g_flat, mask_flat, scale, name)
 
 
 def random_start(x: torch.Tensor, eps: float, *, kind: str = "uniform",
@@ -150,7 +150,7 @@ def random_start(x: torch.Tensor, eps: float, *, kind: str = "uniform",
     name, _ = resolve("random_start", x.device, x.dtype, backend)
     if not _same_dense_layout(x):
         x = x.contiguous()
-    return _library.random_start_op(x, eps, kind, scale, clamp, seed_from(generator), name)
+    return _library.random_start(x, eps, kind, scale, clamp, seed_from(generator), name)
 
 
 def kl_div_logits(logits_q: torch.Tensor, logits_p: torch.Tensor, *,
