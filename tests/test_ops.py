@@ -381,3 +381,18 @@ def test_all_step_ops_trace_under_torch_compile():
     want, want_mask = steps(x_adv, grad, x)
     torch.testing.assert_close(got, want)
     assert torch.equal(got_mask, want_mask)
+
+
+@pytest.mark.parametrize("case", KERNEL_CASES, ids=case_id)
+def test_fused_kl_traces_under_torch_compile(case):
+    device, backend = case
+    q = torch.randn(4, 10, device=device, requires_grad=True)
+    p = torch.randn(4, 10, device=device)
+
+    def loss(a, b):
+        return ops.kl_div_logits(a, b, backend=backend) * 3
+
+    compiled = torch.compile(loss, backend="aot_eager", fullgraph=True)
+    (got,) = torch.autograd.grad(compiled(q, p), q)
+    (want,) = torch.autograd.grad(loss(q, p), q)
+    torch.testing.assert_close(got, want)

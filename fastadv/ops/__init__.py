@@ -177,7 +177,7 @@ def kl_div_logits(logits_q: torch.Tensor, logits_p: torch.Tensor, *,
         from fastadv.ops.reference import kl_div_rows as rows_fn
         rows = rows_fn(q2, p2)
     else:
-        rows = _library.kl_div_rows_op(q2, p2, name)
+        rows = _library.kl_div_rows(q2, p2, name)
     rows = rows.reshape(logits_q.shape[:-1])
     if reduction == "none":
         return rows

@@ -6,10 +6,11 @@ the implementation table. Outputs are allocated here with ``empty_like`` so they
 inputs' dense layout (contiguous or channels_last); backends then work on flat storage.
 Eager calls of the step ops skip the dispatcher and run the same Python body directly: the
 dispatcher costs ~10 us a call, a sixth of a fused step on a 128-image CIFAR batch on CPU.
-Under torch.compile the custom op is what gets traced. The KL keeps the custom op in eager
-mode too, for its autograd formula.
-The KL backward is itself a custom op without an autograd formula: a double backward through
-a fused KL raises instead of silently returning zeros (the reference KL is plain autograd).
+Under torch.compile the custom op is what gets traced. The fused KL is, in eager mode, an
+autograd.Function (a third of the custom op's autograd overhead) whose backward is marked
+once_differentiable; under torch.compile, a custom op whose backward is another custom op
+without an autograd formula. Either way a double backward through a fused KL raises instead
+of returning wrong numbers (the reference KL is plain autograd and twice differentiable).
 """
 from __future__ import annotations
 
@@ -17,12 +18,23 @@ from typing import Tuple
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from fastadv.ops._dispatch import _TABLE
 
 
 def _impl(op: str, backend: str):
     return _TABLE[op][backend][0]
+
+
+def _eager_or_traced(custom_op, eager):
+    """Call ``eager`` directly, or ``custom_op`` while torch.compile traces."""
+    def call(*args):
+        if torch.compiler.is_compiling():
+            return custom_op(*args)
+        return eager(*args)
+    call.__name__ = eager.__name__.replace("_eager", "")
+    return call
 
 
 def pgd_step_eager(x_adv: Tensor, grad: Tensor, x: Tensor, alpha: float, eps: float,
@@ -119,10 +131,14 @@ def _(logits_q, logits_p, backend):
     return logits_q.new_empty(logits_q.shape[:-1])
 
 
-@torch.library.custom_op("fastadv::kl_div_rows_backward", mutates_args=())
-def kl_div_rows_backward_op(logits_q: Tensor, logits_p: Tensor, grad_rows: Tensor,
-                            backend: str) -> Tuple[Tensor, Tensor]:
+def kl_div_rows_backward_eager(logits_q: Tensor, logits_p: Tensor, grad_rows: Tensor,
+                               backend: str) -> Tuple[Tensor, Tensor]:
     return _impl("kl_div_rows_backward", backend)(logits_q, logits_p, grad_rows)
+
+
+kl_div_rows_backward_op = torch.library.custom_op("fastadv::kl_div_rows_backward",
+                                                  kl_div_rows_backward_eager, mutates_args=())
+kl_div_rows_backward = _eager_or_traced(kl_div_rows_backward_op, kl_div_rows_backward_eager)
 
 
 @kl_div_rows_backward_op.register_fake
@@ -141,21 +157,12 @@ def _kl_backward(ctx, grad_rows):
     need_q, need_p = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
     if not (need_q or need_p):
         return None, None, None
-    grad_q, grad_p = kl_div_rows_backward_op(logits_q, logits_p, grad_rows.contiguous(),
-                                             ctx.backend)
+    grad_q, grad_p = kl_div_rows_backward(logits_q, logits_p, grad_rows.contiguous(),
+                                          ctx.backend)
     return (grad_q if need_q else None), (grad_p if need_p else None), None
 
 
 kl_div_rows_op.register_autograd(_kl_backward, setup_context=_kl_setup_context)
-
-
-def _eager_or_traced(custom_op, eager):
-    def call(*args):
-        if torch.compiler.is_compiling():
-            return custom_op(*args)
-        return eager(*args)
-    call.__name__ = eager.__name__.replace("_eager", "")
-    return call
 
 
 pgd_step = _eager_or_traced(pgd_step_op, pgd_step_eager)
@@ -163,3 +170,25 @@ pgd_step_inplace = _eager_or_traced(pgd_step_inplace_op, pgd_step_inplace_eager)
 pgd_step_with_mask = _eager_or_traced(pgd_step_with_mask_op, pgd_step_with_mask_eager)
 masked_scale = _eager_or_traced(masked_scale_op, masked_scale_eager)
 random_start = _eager_or_traced(random_start_op, random_start_eager)
+
+
+class _KlDivRows(torch.autograd.Function):
+    """Eager form of the fastadv::kl_div_rows custom op (same backend calls)."""
+
+    @staticmethod
+    def forward(ctx, logits_q, logits_p, backend):
+        ctx.save_for_backward(logits_q, logits_p)
+        ctx.backend = backend
+        return _impl("kl_div_rows", backend)(logits_q, logits_p)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_rows):
+        return _kl_backward(ctx, grad_rows)
+
+
+def _kl_div_rows_eager(logits_q, logits_p, backend):
+    return _KlDivRows.apply(logits_q, logits_p, backend)
+
+
+kl_div_rows = _eager_or_traced(kl_div_rows_op, _kl_div_rows_eager)
