@@ -94,6 +94,9 @@ class PreparedData:
     num_classes: Optional[int]
     dataset: Optional[str]
     n_train: Optional[int]
+    # every training image is known to be in [0, 1] (uint8 source, or checked up front), so the
+    # per-op pixel checks, a host sync per batch on GPU, can be skipped in the hot loop
+    pixels_checked: bool = False
 
 
 def _split_tensors(x, y, count, seed):
@@ -118,6 +121,7 @@ def prepare(train_data, *, batch_size: int, val_size, val_data, device, seed: in
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     num_classes = dataset = n_train = None
     val = None
+    pixels_checked = False
     if _is_image_data(train_data):
         from fastadv.data import DeviceLoader
 
@@ -134,6 +138,7 @@ def prepare(train_data, *, batch_size: int, val_size, val_data, device, seed: in
         loader = DeviceLoader(rest, batch_size, train=True, device=device, seed=seed)
         guard_batch = (as_float_images(rest.x[:guard_size]).to(device), rest.y[:guard_size].long().to(device))
         n_train = len(rest.y)
+        pixels_checked = rest.x.dtype == torch.uint8
     elif isinstance(train_data, (tuple, list)) and len(train_data) == 2 and \
             isinstance(train_data[0], torch.Tensor):
         x, y = _to_pair(train_data, device, "train_data")
@@ -149,10 +154,12 @@ def prepare(train_data, *, batch_size: int, val_size, val_data, device, seed: in
         loader = TensorBatches(x, y, batch_size, seed=seed)
         guard_batch = (x[:guard_size], y[:guard_size])
         n_train = x.shape[0]
+        pixels_checked = True
     elif hasattr(train_data, "__iter__"):
         loader = train_data
         if hasattr(train_data, "images") and hasattr(train_data, "labels"):  # a DeviceLoader
             x, y = train_data.images[:guard_size], train_data.labels[:guard_size]
+            pixels_checked = train_data.images.dtype == torch.uint8
         else:
             try:
                 first = next(iter(train_data))
@@ -173,7 +180,7 @@ def prepare(train_data, *, batch_size: int, val_size, val_data, device, seed: in
         val = _to_pair(val_data, device, "val_data")
     if val is not None and val[0].shape[0] == 0:
         val = None
-    return PreparedData(loader, val, guard_batch, num_classes, dataset, n_train)
+    return PreparedData(loader, val, guard_batch, num_classes, dataset, n_train, pixels_checked)
 
 
 def batch_to_device(batch, device):

@@ -29,6 +29,7 @@ from torch import nn
 
 from fastadv import checkpoint as ckpt
 from fastadv import methods as methods_lib
+from fastadv import ops
 from fastadv._train_data import batch_to_device, prepare
 from fastadv._train_eval import clean_and_pgd_accuracy
 from fastadv._train_guard import OverfitGuard
@@ -272,13 +273,15 @@ def train(model: nn.Module, method, train_data, *, epochs: int, batch_size: int 
         lr_now = sched(iteration)
         for batch in data.loader:
             x, y = batch_to_device(batch, device)
+            pixel_checks = ops.value_checks(not data.pixels_checked)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             lr_now = sched(iteration)
             for group in opt.param_groups:
                 group["lr"] = lr_now
             opt.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            with pixel_checks, torch.autocast(device.type, dtype=amp_dtype,
+                                              enabled=amp_dtype is not None):
                 out = method.loss(model, x, y)
             if out.loss.dim() != 0:
                 raise ValueError(f"method {resolved.get('method')} returned a loss of shape "

@@ -306,3 +306,18 @@ def test_e2e_robust_methods_beat_standard_training(e2e_results, name):
 def test_e2e_backward_smoothing_and_trades_end_ahead_of_fast_at(e2e_results):
     assert e2e_results["backward_smoothing"][1] > e2e_results["fast_at"][1], e2e_results
     assert e2e_results["trades"][1] > e2e_results["fast_at"][1], e2e_results
+
+
+def test_pixel_checks_are_skipped_only_for_data_known_to_be_in_range():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from fastadv._train_data import prepare
+
+    digits = fastadv.data.load("digits")
+    x, y = digits.x[:64].float() / 255, digits.y[:64]
+    kwargs = dict(batch_size=16, val_size=0, val_data=None, device="cpu", seed=0, guard_size=8)
+    assert prepare(digits, **kwargs).pixels_checked  # uint8 source
+    assert prepare((x, y), **kwargs).pixels_checked  # checked up front
+    assert prepare(fastadv.data.DeviceLoader(digits, 16), **kwargs).pixels_checked
+    loader = DataLoader(TensorDataset(x, y), batch_size=16)
+    assert not prepare(loader, **kwargs).pixels_checked  # arbitrary batches: ops check each
