@@ -14,6 +14,7 @@
 //   log P_c - log Q_c = d_c - (log S_p - log S_q),  kl_b = sum_c e_c d_c / S_p - (log S_p - log S_q),
 // which is invariant to a constant shift of either row and needs one exp per logit (a
 // vectorised exp, cpu_vec_math.h). Accumulation is in float whatever the storage dtype.
+// Rows of up to kShortCols classes take a row-blocked path vectorised across rows (short_rows).
 #include "cpu_common.h"
 #include "cpu_ops.h"
 #include "cpu_vec_math.h"
@@ -105,10 +106,160 @@ FASTADV_INLINE void kl_rows_backward(const KlArgs& a, int64_t row_begin, int64_t
   }
 }
 
-FASTADV_CLONES void kl_f32(const KlArgs& a, int64_t b, int64_t e) { kl_rows<float>(a, b, e); }
-FASTADV_CLONES void kl_f16(const KlArgs& a, int64_t b, int64_t e) { kl_rows<half_t>(a, b, e); }
-FASTADV_CLONES void kl_bwd_f32(const KlArgs& a, int64_t b, int64_t e) { kl_rows_backward<float>(a, b, e); }
-FASTADV_CLONES void kl_bwd_f16(const KlArgs& a, int64_t b, int64_t e) { kl_rows_backward<half_t>(a, b, e); }
+// Short rows (few classes, e.g. CIFAR-10's C = 10): per-row loops of length C leave the
+// vector units idle and pay the reduction and loop overhead once per row. Instead a block of
+// kLanes rows is transposed into [c][lane] scratch arrays and every step is vectorised ACROSS
+// the rows, looping over c outside: per-row maxima, sums and cross terms are kLanes-wide
+// arrays. Each lane sums its row in order c = 0, 1, ...; lanes never mix and padding lanes
+// (past the end of the range) hold zeros, so a row's result does not depend on where its block
+// starts, i.e. on the thread count. 32 lanes (two AVX-512 vectors, four AVX2 ones) beat 16 and
+// 8 (more independent work per c); up to C = 64 this beats the per-row path for float32 and
+// float16 (measured at 512 rows), and the scratch stays below 100 KiB of stack.
+constexpr int kLanes = 32;
+constexpr int64_t kShortCols = 64;
+
+// log(x) for the softmax sums: x is in [1, C] (the max term is exp(0) = 1) or NaN, which
+// vec_log alone would not propagate.
+FASTADV_INLINE float sum_log(float x) { return x != x ? x : vec_log(x); }
+
+// The scratch arrays hold storage elements as plain scalars (the bits of a half): gcc does not
+// vectorise lane loops over arrays of the half_t struct ("complicated access pattern").
+template <class T> struct Raw {
+  using type = float;
+  static FASTADV_INLINE float get(float v) { return v; }
+  static FASTADV_INLINE float put(float v) { return v; }
+};
+template <> struct Raw<half_t> {
+  using type = uint16_t;
+  static FASTADV_INLINE half_t get(uint16_t v) { return {v}; }
+  static FASTADV_INLINE uint16_t put(half_t v) { return v.bits; }
+};
+
+template <class T, bool kBackward>
+FASTADV_INLINE void short_rows(const KlArgs& a, int64_t row_begin, int64_t row_end) {
+  using R = typename Raw<T>::type;
+  const int64_t cols = a.cols;
+  const R* __restrict q_all = static_cast<const R*>(a.q);
+  const R* __restrict p_all = static_cast<const R*>(a.p);
+  constexpr int64_t kBwdCols = kBackward ? kShortCols : 1;
+  // P, Q: the logits as stored; E, F: exp of the shifted logits, D: the shifted difference,
+  // GQ, GP: the gradients as stored (backward only).
+  alignas(64) R P[kShortCols][kLanes], Q[kShortCols][kLanes];
+  alignas(64) float E[kBwdCols][kLanes], F[kBwdCols][kLanes], D[kBwdCols][kLanes];
+  alignas(64) float GQ[kBwdCols][kLanes], GP[kBwdCols][kLanes];
+  alignas(64) R GQR[kBwdCols * kLanes], GPR[kBwdCols * kLanes];
+  alignas(64) float mp[kLanes], mq[kLanes], sp[kLanes], sq[kLanes], cross[kLanes];
+  alignas(64) float kl[kLanes], log_ratio[kLanes], inv_sp[kLanes], inv_sq[kLanes], gb[kLanes];
+  for (int64_t b0 = row_begin; b0 < row_end; b0 += kLanes) {
+    const int n = static_cast<int>(row_end - b0 < kLanes ? row_end - b0 : kLanes);
+    for (int l = 0; l < n; ++l) {
+      const R* __restrict p = p_all + (b0 + l) * cols;
+      const R* __restrict q = q_all + (b0 + l) * cols;
+      for (int64_t c = 0; c < cols; ++c) {
+        P[c][l] = p[c];
+        Q[c][l] = q[c];
+      }
+    }
+    for (int l = n; l < kLanes; ++l) {
+      for (int64_t c = 0; c < cols; ++c) P[c][l] = Q[c][l] = 0;
+    }
+#pragma omp simd
+    for (int l = 0; l < kLanes; ++l) {
+      mp[l] = -INFINITY;
+      mq[l] = -INFINITY;
+      sp[l] = sq[l] = cross[l] = 0.0f;
+    }
+    for (int64_t c = 0; c < cols; ++c) {
+#pragma omp simd
+      for (int l = 0; l < kLanes; ++l) {
+        const float pv = Num<T>::load(Raw<T>::get(P[c][l]));
+        const float qv = Num<T>::load(Raw<T>::get(Q[c][l]));
+        mp[l] = pv > mp[l] ? pv : mp[l];
+        mq[l] = qv > mq[l] ? qv : mq[l];
+      }
+    }
+    for (int64_t c = 0; c < cols; ++c) {
+#pragma omp simd
+      for (int l = 0; l < kLanes; ++l) {
+        const float ps = Num<T>::load(Raw<T>::get(P[c][l])) - mp[l];
+        const float qs = Num<T>::load(Raw<T>::get(Q[c][l])) - mq[l];
+        const float ec = vec_exp(ps), fc = vec_exp(qs), d = ps - qs;
+        sp[l] += ec;
+        sq[l] += fc;
+        cross[l] += ec == 0.0f ? 0.0f : ec * d;  // 0 log 0 = 0, as torch's kl_div/xlogy
+        if (kBackward) {  // kept for the output pass
+          E[c][l] = ec;
+          F[c][l] = fc;
+          D[c][l] = d;
+        }
+      }
+    }
+#pragma omp simd
+    for (int l = 0; l < kLanes; ++l) {
+      const float isp = 1.0f / sp[l];
+      const float lr = sum_log(sp[l]) - sum_log(sq[l]);
+      inv_sp[l] = isp;
+      inv_sq[l] = 1.0f / sq[l];
+      log_ratio[l] = lr;
+      kl[l] = cross[l] * isp - lr;
+    }
+    if (!kBackward) {
+      T* __restrict out = static_cast<T*>(a.out_a);
+      for (int l = 0; l < n; ++l) out[b0 + l] = Num<T>::store(kl[l]);
+      continue;
+    }
+    for (int l = 0; l < kLanes; ++l) gb[l] = l < n ? a.grad_rows[b0 + l] : 0.0f;
+    for (int64_t c = 0; c < cols; ++c) {
+#pragma omp simd
+      for (int l = 0; l < kLanes; ++l) {
+        const float pc = E[c][l] * inv_sp[l], qc = F[c][l] * inv_sq[l];
+        GQ[c][l] = gb[l] * (qc - pc);
+        const float gpc = gb[l] * pc * ((D[c][l] - log_ratio[l]) - kl[l]);
+        GP[c][l] = pc == 0.0f ? 0.0f : gpc;
+      }
+    }
+    // Rounded to the storage type in a flat loop of its own: inside the lane loop above gcc
+    // fails to vectorise float_to_half (an unsupported narrowing pattern with 16 lanes).
+    const float* __restrict gqf = &GQ[0][0];
+    const float* __restrict gpf = &GP[0][0];
+    const int64_t m = cols * kLanes;
+    for (int64_t i = 0; i < m; ++i) {
+      GQR[i] = Raw<T>::put(Num<T>::store(gqf[i]));
+      GPR[i] = Raw<T>::put(Num<T>::store(gpf[i]));
+    }
+    for (int l = 0; l < n; ++l) {
+      R* __restrict gq = static_cast<R*>(a.out_a) + (b0 + l) * cols;
+      R* __restrict gp = static_cast<R*>(a.out_b) + (b0 + l) * cols;
+      for (int64_t c = 0; c < cols; ++c) {
+        gq[c] = GQR[c * kLanes + l];
+        gp[c] = GPR[c * kLanes + l];
+      }
+    }
+  }
+}
+
+// Short rows take the blocked path, long (and empty) rows the per-row one.
+template <class T>
+FASTADV_INLINE void kl_any(const KlArgs& a, int64_t b, int64_t e) {
+  if (a.cols >= 1 && a.cols <= kShortCols) {
+    short_rows<T, false>(a, b, e);
+  } else {
+    kl_rows<T>(a, b, e);
+  }
+}
+template <class T>
+FASTADV_INLINE void kl_any_backward(const KlArgs& a, int64_t b, int64_t e) {
+  if (a.cols >= 1 && a.cols <= kShortCols) {
+    short_rows<T, true>(a, b, e);
+  } else {
+    kl_rows_backward<T>(a, b, e);
+  }
+}
+
+FASTADV_CLONES void kl_f32(const KlArgs& a, int64_t b, int64_t e) { kl_any<float>(a, b, e); }
+FASTADV_CLONES void kl_f16(const KlArgs& a, int64_t b, int64_t e) { kl_any<half_t>(a, b, e); }
+FASTADV_CLONES void kl_bwd_f32(const KlArgs& a, int64_t b, int64_t e) { kl_any_backward<float>(a, b, e); }
+FASTADV_CLONES void kl_bwd_f16(const KlArgs& a, int64_t b, int64_t e) { kl_any_backward<half_t>(a, b, e); }
 
 // Rows are the unit of parallel work; threads get contiguous blocks of rows.
 template <class Kernel>
