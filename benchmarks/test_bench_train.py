@@ -52,9 +52,14 @@ def test_clean_passes_yardstick(benchmark, device):
            batch=len(x))
 
 
-@pytest.mark.parametrize("device", DEVICES)
+STEP_CASES = [(d, b) for d in DEVICES for b in ("auto", "reference")]
+
+
+@pytest.mark.parametrize("device,backend", STEP_CASES, ids=[f"{d}-{b}" for d, b in STEP_CASES])
 @pytest.mark.parametrize("method_name", METHODS)
-def test_training_step(benchmark, device, method_name):
+def test_training_step(benchmark, device, backend, method_name):
+    """The fused ops ("auto": cpp on CPU, triton on CUDA) against the pure-PyTorch reference,
+    on a whole training step: the measure of whether a fused op earns its place."""
     model = make_model(device).train()
     x, y = batch(device)
     method = fastadv.methods.get(method_name, eps=8 / 255)
@@ -62,11 +67,13 @@ def test_training_step(benchmark, device, method_name):
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        method.loss(model, x, y).loss.backward()
+        with fastadv.ops.use_backend(backend):
+            method.loss(model, x, y).loss.backward()
         optimizer.step()
 
     benchmark(synchronized(step, device))
-    record(benchmark, device, method=method_name, model=setting(device)[0], batch=len(x))
+    record(benchmark, device, method=method_name, backend=backend, model=setting(device)[0],
+           batch=len(x))
 
 
 @pytest.mark.parametrize("device", DEVICES)
