@@ -51,3 +51,35 @@ def test_backend_results_agree_through_the_context():
             results.append(ops.pgd_step(x, g, x, alpha=0.01, eps=0.02))
     for r in results[1:]:
         torch.testing.assert_close(r, results[0])
+
+
+def test_available_backends_rejects_bad_devices():
+    with pytest.raises(ValueError, match="device 'tpu' is not a torch device"):
+        ops.available_backends("tpu")
+    with pytest.raises(TypeError, match="device must be a torch.device"):
+        ops.available_backends(3.5)
+    assert ops.available_backends(torch.device("cpu")) == ops.available_backends("cpu")
+
+
+def test_cuda_backend_stays_out_on_gpus_older_than_its_kernels(monkeypatch):
+    """The CUDA module carries sm_80 SASS and compute_90 PTX only: on an older GPU every
+    launch would fail, so the backend must not register (auto then falls back)."""
+    import importlib.util
+    import sys
+    import types
+
+    fake = types.ModuleType("fastadv._C_cuda")
+    fake.probe = lambda: ""
+    fake.FLOAT32, fake.FLOAT16, fake.BFLOAT16 = 0, 1, 2
+    monkeypatch.setitem(sys.modules, "fastadv._C_cuda", fake)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_capability",
+                        lambda i=None: (9, 0) if i == 0 else (7, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=None: f"gpu{i}")
+    spec = importlib.util.find_spec("fastadv.ops._backend_cuda")
+    module = importlib.util.module_from_spec(spec)
+    before = {op: dict(impls) for op, impls in _dispatch._TABLE.items()}
+    with pytest.raises(ImportError, match=r"cuda:1 \(gpu1, sm_70\)"):
+        spec.loader.exec_module(module)
+    assert {op: dict(impls) for op, impls in _dispatch._TABLE.items()} == before

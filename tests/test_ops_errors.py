@@ -71,6 +71,19 @@ def test_pixel_check_sees_in_place_changes():
         ops.pgd_step(x_adv, grad, x, alpha=0.1, eps=0.1)
 
 
+def test_ops_run_on_inference_tensors():
+    # inference tensors have no version counter: the cached pixel check must not need one
+    with torch.inference_mode():
+        x_adv, grad, x = batch()
+        expected = ops.pgd_step(x_adv, grad, x, alpha=0.1, eps=0.1, backend="reference")
+        assert torch.equal(ops.pgd_step(x_adv, grad, x, alpha=0.1, eps=0.1), expected)
+        ops.pgd_step_with_mask(x_adv, grad, x, alpha=0.1, eps=0.1)
+        ops.random_start(x, 0.1)
+        assert torch.equal(ops.pgd_step_(x_adv.clone(), grad, x, alpha=0.1, eps=0.1), expected)
+        with pytest.raises(ValueError, match="x must lie in"):
+            ops.pgd_step(x_adv, grad, x * 3 + 1, alpha=0.1, eps=0.1)
+
+
 def test_value_checks_can_be_disabled():
     x_adv, grad, x = batch()
     with ops.value_checks(False):
@@ -113,6 +126,11 @@ def test_random_start_errors():
         ops.random_start(torch.full((2,), float("nan")), 0.1)
     with pytest.raises(TypeError, match="x must be a floating tensor"):
         ops.random_start(torch.ones(2, dtype=torch.int64), 0.1)
+    # kind="zero" draws nothing, but its backend argument is still checked
+    with pytest.raises(ValueError, match="unknown backend 'bogus'"):
+        ops.random_start(x, 0.1, kind="zero", backend="bogus")
+    with pytest.raises(TypeError, match="backend must be a str"):
+        ops.random_start(x, 0.1, kind="zero", backend=1)
 
 
 def test_kl_errors():

@@ -145,9 +145,10 @@ def random_start(x: torch.Tensor, eps: float, *, kind: str = "uniform",
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     check_pixels("x", x)
     x = x.detach()
+    # resolved before the "zero" shortcut too, so a bad or unavailable backend always raises
+    name, _ = resolve("random_start", x.device, x.dtype, backend)
     if kind == "zero":
         return x.clamp(0.0, 1.0) if clamp else x.clone()
-    name, _ = resolve("random_start", x.device, x.dtype, backend)
     if not _same_dense_layout(x):
         x = x.contiguous()
     return _library.random_start(x, eps, kind, scale, clamp, seed_from(generator), name)

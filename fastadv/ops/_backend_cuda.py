@@ -27,6 +27,19 @@ _why = _C_cuda.probe()
 if _why:
     raise ImportError(f"fastadv._C_cuda cannot use the GPU: {_why}")
 
+# setup.py compiles sm_80 SASS (runs on every 8.x GPU) and compute_90 PTX (JIT-compiled on
+# 9.0 and newer): an older GPU has no kernel image, and every launch would fail with "no
+# kernel image is available", so the backend stays out of the table there (auto then
+# falls back instead of failing).
+MIN_CAPABILITY = (8, 0)
+_old = [f"cuda:{i} ({torch.cuda.get_device_name(i)}, sm_{major}{minor})"
+        for i in range(torch.cuda.device_count())
+        for major, minor in [torch.cuda.get_device_capability(i)]
+        if (major, minor) < MIN_CAPABILITY]
+if _old:
+    raise ImportError(f"fastadv._C_cuda is compiled for compute capability >= 8.0 "
+                      f"(sm_80, compute_90); these GPUs are older: {', '.join(_old)}")
+
 _checks = BackendChecks("cuda", "cuda", {torch.float32: _C_cuda.FLOAT32,
                                          torch.float16: _C_cuda.FLOAT16,
                                          torch.bfloat16: _C_cuda.BFLOAT16},

@@ -94,7 +94,15 @@ def check_backend_name(backend) -> str:
 
 
 def _device_type(device) -> str:
-    return torch.device(device).type if not isinstance(device, torch.device) else device.type
+    if isinstance(device, torch.device):
+        return device.type
+    if not isinstance(device, (str, int)) or isinstance(device, bool):
+        raise TypeError(f"device must be a torch.device, str or int, got "
+                        f"{type(device).__name__} ({device!r})")
+    try:
+        return torch.device(device).type
+    except RuntimeError as exc:
+        raise ValueError(f"device {device!r} is not a torch device: {exc}") from None
 
 
 def available_backends(device="cpu") -> Tuple[str, ...]:

@@ -90,8 +90,9 @@ def check_pixels(name: str, x: torch.Tensor) -> None:
     if (not getattr(_state, "enabled", True) or x.numel() == 0 or x.device.type == "meta"
             or torch.compiler.is_compiling()):
         return
-    stamp = (x._version, x.data_ptr())
-    if getattr(x, "_fastadv_checked", None) == stamp:
+    # Inference tensors have no version counter, so their checks cannot be cached.
+    stamp = None if x.is_inference() else (x._version, x.data_ptr())
+    if stamp is not None and getattr(x, "_fastadv_checked", None) == stamp:
         return
     lo, hi = torch.aminmax(x.detach())
     lo, hi = float(lo), float(hi)
@@ -100,6 +101,8 @@ def check_pixels(name: str, x: torch.Tensor) -> None:
     if lo < -RANGE_SLACK or hi > 1.0 + RANGE_SLACK:
         raise ValueError(f"{name} must lie in [0, 1] (pixel units), got values in "
                          f"[{lo:.6g}, {hi:.6g}]; normalize inside the model, not the data")
+    if stamp is None:
+        return
     try:
         x._fastadv_checked = stamp
     except (AttributeError, RuntimeError):  # some tensor subclasses refuse attributes
