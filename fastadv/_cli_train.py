@@ -19,6 +19,7 @@ import sys
 import time
 from fractions import Fraction
 from pathlib import Path
+from typing import Optional
 
 DIGITS_EPS = 0.2
 # Digits values for defaults that do not transfer from CIFAR (see docs_train_readme.md):
@@ -75,8 +76,9 @@ def parse_assignment(text: str):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from fastadv import methods
 
-    parser.add_argument("--method", default="backward_smoothing",
-                        help=f"one of: {', '.join(methods.available())} (default: %(default)s)")
+    parser.add_argument("--method", default=None,
+                        help=f"one of: {', '.join(methods.available())} (default: "
+                        f"{DEFAULT_METHOD}, or the resumed run's method)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         type=parse_assignment, help="method hyperparameter, repeatable "
                         "(e.g. --set beta=6 --set eps=8/255)")
@@ -87,17 +89,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             help=f"method hyperparameter {flag} (same as --set {flag}=...)")
     parser.add_argument("--model", default=None, help="fastadv.models name (default: small_cnn "
                         "for digits, preact_resnet18 for CIFAR)")
-    parser.add_argument("--dataset", default="digits", choices=("digits", "cifar10", "cifar100"))
+    parser.add_argument("--dataset", default=None, choices=("digits", "cifar10", "cifar100"),
+                        help="default: digits, or the resumed run's data set")
     parser.add_argument("--data-dir", default=None, help="folder holding the CIFAR python archives")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lr", type=parse_number, default=None, help="peak learning rate")
-    parser.add_argument("--schedule", default="cyclic",
-                        choices=("cyclic", "piecewise", "cosine", "constant"))
+    parser.add_argument("--schedule", default=None,
+                        choices=("cyclic", "piecewise", "cosine", "constant"),
+                        help="LR schedule (default: cyclic, or the resumed run's)")
     parser.add_argument("--run-dir", default=None, help="default: runs/METHOD-DATASET-TIME")
-    parser.add_argument("--resume", default=None, help="run directory or last.pt to continue")
+    parser.add_argument("--resume", default=None,
+                        help="run directory or last.pt to continue; the method, its "
+                        "hyperparameters, data set, model and training settings not given on "
+                        "the command line are taken from the resumed run")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if present)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None, help="default: 0, or the resumed run's")
     parser.add_argument("--val-size", type=parse_number, default=None,
                         help="held-out share (fraction) or count of the training set")
     parser.add_argument("--amp", default=None, choices=("bf16", "fp16", "off"),
@@ -109,11 +116,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--progress", default=None, action=argparse.BooleanOptionalAction)
 
 
+DEFAULT_METHOD = "backward_smoothing"
+
+
+def resumed_config(resume) -> dict:
+    """The config of the run ``resume`` (a run directory or a last.pt), {} when None."""
+    if resume is None:
+        return {}
+    from fastadv import checkpoint
+
+    config = checkpoint.load_checkpoint(resume, which="last").get("config")
+    return config if isinstance(config, dict) else {}
+
+
+def fill_defaults(args, config: Optional[dict] = None) -> None:
+    """Fill what the command line left out (None) from the resumed run's ``config``, else
+    from the embedded default, so that ``--resume RUN`` continues RUN's method and settings."""
+    config = config or {}
+    method = config.get("method") if isinstance(config.get("method"), dict) else {}
+    if args.method is None:
+        args.method = method.get("method") or DEFAULT_METHOD
+    if args.dataset is None:
+        dataset = config.get("dataset")
+        args.dataset = dataset if dataset in DATASET_DEFAULTS else "digits"
+    if args.schedule is None:
+        args.schedule = config.get("schedule", "cyclic")
+    if args.seed is None:
+        args.seed = config.get("seed", 0)
+    for key in ("epochs", "batch_size", "lr", "val_size"):
+        if getattr(args, key) is None and config.get(key) is not None:
+            setattr(args, key, config[key])
+    spec = config.get("model_spec")
+    if args.model is None and isinstance(spec, dict) and spec.get("name"):
+        args.model = spec["name"]
+    # the resumed method's resolved hyperparameters, when the method is unchanged
+    args.resumed_options = ({k: v for k, v in method.items() if k != "method"}
+                            if method.get("method") == args.method else {})
+    args.resumed_model_spec = spec if isinstance(spec, dict) and spec.get("name") == args.model \
+        else None
+
+
 def method_options(args) -> dict:
     from fastadv import methods
 
-    options = {}
+    if args.method is None or args.dataset is None:
+        fill_defaults(args)
     valid = methods.fields(args.method)
+    options = {k: v for k, v in getattr(args, "resumed_options", {}).items() if k in valid}
     for key, value in args.overrides:
         options[key] = value
     for flag in HYPER_FLAGS:
@@ -129,6 +178,11 @@ def method_options(args) -> dict:
         for key, value in DIGITS_PRESETS.get(args.method, {}).items():
             options.setdefault(key, value)
     return options
+
+
+def _given(value, default):
+    """The command-line value unless it was left out (0 is a value: --lr 0 means lr 0)."""
+    return default if value is None else value
 
 
 def run(args) -> int:
@@ -148,8 +202,9 @@ def _run(args) -> int:
     from fastadv import checkpoint, data, methods, models
     from fastadv._train_eval import clean_and_pgd_accuracy
 
-    defaults = DATASET_DEFAULTS[args.dataset]
     try:
+        fill_defaults(args, resumed_config(args.resume))
+        defaults = DATASET_DEFAULTS[args.dataset]
         method = methods.get(args.method, **method_options(args))
         train_set = data.load(args.dataset, root=args.data_dir, split="train")
         test_set = data.load(args.dataset, root=args.data_dir, split="test")
@@ -163,9 +218,13 @@ def _run(args) -> int:
         torch.set_num_threads(1)
     model_name = args.model or defaults["model"]
     extra = {"width": 16, "batch_norm": True} if model_name == "small_cnn" else {}
-    model = models.get(model_name, num_classes=train_set.num_classes,
-                       in_channels=train_set.x.shape[1], mean=train_set.mean, std=train_set.std,
-                       **extra)
+    if getattr(args, "resumed_model_spec", None):
+        spec = dict(args.resumed_model_spec)
+        model = models.get(spec.pop("name"), **spec)
+    else:
+        model = models.get(model_name, num_classes=train_set.num_classes,
+                           in_channels=train_set.x.shape[1], mean=train_set.mean,
+                           std=train_set.std, **extra)
     run_dir = args.run_dir
     if run_dir is None:
         run_dir = (args.resume if args.resume and Path(args.resume).is_dir() else
@@ -188,8 +247,9 @@ def _run(args) -> int:
     amp = False if args.amp == "off" else args.amp
     try:
         result = fastadv.train(
-            model, method, train_set, epochs=args.epochs or defaults["epochs"],
-            batch_size=args.batch_size or defaults["batch_size"], lr=args.lr or defaults["lr"],
+            model, method, train_set, epochs=_given(args.epochs, defaults["epochs"]),
+            batch_size=_given(args.batch_size, defaults["batch_size"]),
+            lr=_given(args.lr, defaults["lr"]),
             schedule=args.schedule, seed=args.seed, device=device, amp=amp, guard=args.guard,
             val_size=defaults["val_size"] if args.val_size is None else args.val_size,
             run_dir=run_dir, resume=args.resume, progress=args.progress, callback=report,

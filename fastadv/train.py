@@ -80,6 +80,8 @@ def _make_optimizer(optimizer, params, *, lr, momentum, nesterov, weight_decay):
 
 
 def _amp_setup(amp, device):
+    if amp not in (None, False) and amp not in AMP_MODES:
+        raise ValueError(f"amp must be None, False or one of {AMP_MODES}, got {amp!r}")
     if device.type != "cuda":
         if amp not in (None, False):
             warnings.warn(f"amp={amp!r} ignored: mixed precision is used on CUDA only")
@@ -184,7 +186,8 @@ def train(model: nn.Module, method, train_data, *, epochs: int, batch_size: int 
                    device=device, seed=seed, guard_size=guard_size)
     labels = [("training labels", getattr(data.loader, "y", None)),
               ("training labels", getattr(data.loader, "labels", None)),
-              ("validation labels", data.val[1] if data.val else None)]
+              ("validation labels", data.val[1] if data.val else None),
+              ("labels of the first batch", data.guard_batch[1])]
     num_classes = _check_model_output(model, data.guard_batch[0], data.num_classes, labels)
     iterations_per_epoch = len(data.loader)
     if iterations_per_epoch == 0:
@@ -192,7 +195,10 @@ def train(model: nn.Module, method, train_data, *, epochs: int, batch_size: int 
 
     amp_dtype, scaler = _amp_setup(amp, device)
     if channels_last is None:
-        channels_last = device.type == "cuda"
+        # single-channel images (the bundled digits) gain nothing from channels_last, and their
+        # NHWC and NCHW strides differ only in the size-1 channel dimension, which the fused
+        # ops' layout checks treat as a mismatch
+        channels_last = device.type == "cuda" and data.guard_batch[0].shape[1] > 1
     if channels_last:
         model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -229,6 +235,14 @@ def train(model: nn.Module, method, train_data, *, epochs: int, batch_size: int 
     rng_state = None
     if resume is not None:
         state = ckpt.load_checkpoint(resume, which="last", map_location=device)
+        missing = [k for k in ("optimizer_state", "iteration", "rng") if k not in state]
+        if missing:
+            raise ValueError(f"resume={str(resume)!r} is not a resumable checkpoint (it lacks "
+                             f"{missing}); pass the run directory or its checkpoints/last.pt")
+        previous = (state.get("config") or {}).get("method")
+        if isinstance(previous, dict) and previous != resolved:
+            warnings.warn(f"resuming a run trained with method {previous} using a different "
+                          f"method or hyperparameters {resolved}", stacklevel=2)
         model.load_state_dict(state["model_state"])
         opt.load_state_dict(state["optimizer_state"])
         if scaler is not None and state.get("scaler_state"):

@@ -13,6 +13,7 @@ def parse(*argv):
 
 def test_no_arguments_is_backward_smoothing_on_digits():
     args = parse()
+    _cli_train.fill_defaults(args)
     assert (args.method, args.dataset, args.model) == ("backward_smoothing", "digits", None)
     options = _cli_train.method_options(args)
     assert options == {"eps": 0.2}
@@ -79,3 +80,20 @@ def test_plot_of_a_missing_run_dir_fails_cleanly(tmp_path, capsys):
 def test_train_reports_bad_method(capsys):
     assert main(["train", "--method", "nonsense"]) == 2
     assert "available: standard" in capsys.readouterr().err
+
+
+def test_resume_continues_the_runs_method_and_hyperparameters(tmp_path, capsys):
+    # README: `fastadv train --resume runs/trades --epochs 20` after training TRADES; the
+    # resumed run must not silently switch to the default method (Backward Smoothing)
+    run_dir = tmp_path / "run"
+    common = ["--eval-steps", "1", "--no-progress", "--val-size", "0", "--batch-size", "256"]
+    assert main(["train", "--method", "trades", "--set", "beta=5", "--set", "steps=1",
+                 "--epochs", "1", "--run-dir", str(run_dir), *common]) == 0
+    assert main(["train", "--resume", str(run_dir), "--epochs", "2", *common]) == 0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["method"]["method"] == "trades"
+    assert config["method"]["beta"] == 5 and config["method"]["steps"] == 1
+    assert config["epochs"] == 2 and config["batch_size"] == 256
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert capsys.readouterr().out.count("fastadv train: trades on digits") == 2

@@ -396,3 +396,26 @@ def test_fused_kl_traces_under_torch_compile(case):
     (got,) = torch.autograd.grad(compiled(q, p), q)
     (want,) = torch.autograd.grad(loss(q, p), q)
     torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_single_channel_images_mixing_contiguous_and_channels_last(case):
+    # a 1-channel image is both contiguous and channels_last, with different C-strides
+    device, backend = case
+    x_adv, grad, x = make_batch((4, 1, 8, 8), torch.float32, device)
+    # torch keeps the first layout when asked for channels_last; a freshly allocated
+    # channels_last tensor (as autograd may return) has C-stride 1 instead of 64
+    grad_cl = torch.empty_like(grad, memory_format=torch.channels_last).copy_(grad)
+    assert grad_cl.stride() == (64, 1, 8, 1) and grad.stride() == (64, 64, 8, 1)
+    expected = reference.pgd_step(x_adv, grad, x, alpha=0.01, eps=0.03)
+    close(ops.pgd_step(x_adv, grad_cl, x, alpha=0.01, eps=0.03, backend=backend), expected,
+          torch.float32, (device, backend) in BITWISE)
+    out, mask = ops.pgd_step_with_mask(x_adv, grad_cl, x, alpha=0.01, eps=0.03,
+                                       backend=backend)
+    close(out, reference.pgd_step(x_adv, grad, x, alpha=0.01, eps=0.03, sign=False), torch.float32,
+          (device, backend) in BITWISE)
+    close(ops.masked_scale(grad_cl, mask, 0.5, backend=backend),
+          reference.masked_scale(grad, mask, 0.5), torch.float32, (device, backend) in BITWISE)
+    inplace = x_adv.clone()
+    ops.pgd_step_(inplace, grad_cl, x, alpha=0.01, eps=0.03, backend=backend)
+    close(inplace, expected, torch.float32, (device, backend) in BITWISE)

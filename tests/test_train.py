@@ -96,6 +96,18 @@ def test_resume_is_bitwise_identical(tmp_path):
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
 
 
+def test_resume_needs_last_checkpoint_and_warns_on_another_method(tmp_path):
+    x, y = tiny_data(n=48)
+    kwargs = dict(epochs=2, batch_size=16, lr=0.05, progress=False, val_size=16)
+    fastadv.train(tiny_model(), "fast_at", (x, y), run_dir=tmp_path / "r",
+                  callback=lambda record: False, method_options={"eps": 0.1}, **kwargs)
+    with pytest.raises(ValueError, match="not a resumable checkpoint"):
+        fastadv.train(tiny_model(), "fast_at", (x, y), method_options={"eps": 0.1},
+                      resume=tmp_path / "r" / "checkpoints" / "best.pt", **kwargs)
+    with pytest.warns(UserWarning, match="different method"):
+        fastadv.train(tiny_model(), "standard", (x, y), resume=tmp_path / "r", **kwargs)
+
+
 def test_resume_on_the_digits_device_loader(tmp_path):
     digits = fastadv.data.load("digits")
     subset = digits.subset(range(160))
@@ -223,6 +235,7 @@ def test_fastadv_train_is_the_function_even_after_importing_the_module():
     ("pixels", r"\[0, 1\]"),
     ("epochs", "epochs"),
     ("val_size", "val_size"),
+    ("amp", "amp"),
 ])
 def test_bad_inputs_raise_clear_errors(case, match):
     x, y = tiny_data(n=32)
@@ -248,6 +261,8 @@ def test_bad_inputs_raise_clear_errors(case, match):
         kwargs = {"epochs": 0}
     elif case == "val_size":
         kwargs = {"val_size": 32}
+    elif case == "amp":  # a typo is an error on every device, not a warning on CPU
+        kwargs = {"amp": "fp32"}
     kwargs = {"epochs": 1, "batch_size": 8, "progress": False, **kwargs}
     with pytest.raises(ValueError, match=match):
         fastadv.train(model, method, data, **kwargs)
@@ -321,3 +336,13 @@ def test_pixel_checks_are_skipped_only_for_data_known_to_be_in_range():
     assert prepare(fastadv.data.DeviceLoader(digits, 16), **kwargs).pixels_checked
     loader = DataLoader(TensorDataset(x, y), batch_size=16)
     assert not prepare(loader, **kwargs).pixels_checked  # arbitrary batches: ops check each
+
+
+def test_dataloader_labels_out_of_range_are_named():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x, y = tiny_data(n=32)
+    y[5] = 7
+    loader = DataLoader(TensorDataset(x, y), batch_size=32)
+    with pytest.raises(ValueError, match=r"labels of the first batch must lie in \[0, 3\)"):
+        fastadv.train(tiny_model(), "standard", loader, epochs=1, progress=False)

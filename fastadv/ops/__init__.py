@@ -23,6 +23,7 @@ from typing import Optional, Tuple
 import torch
 
 from fastadv.ops import _library
+from fastadv.ops._layout import common_layout, is_dense, shares_layout
 from fastadv.ops._dispatch import (BACKEND_NAMES, available_backends, resolve, seed_from,
                                    use_backend)
 from fastadv.ops._validate import (check_bool, check_choice, check_float, check_like,
@@ -35,20 +36,6 @@ __all__ = ["random_start", "pgd_step", "pgd_step_", "pgd_step_with_mask", "maske
 RANDOM_START_KINDS = ("uniform", "normal", "zero")
 REDUCTIONS = ("batchmean", "sum", "none")
 DEFAULT_NORMAL_SCALE = 0.001  # TRADES' start: x + 0.001·N(0, I)
-
-
-def _same_dense_layout(*tensors: torch.Tensor) -> bool:
-    first = tensors[0]
-    if not (first.is_contiguous() or first.is_contiguous(memory_format=torch.channels_last)):
-        return False
-    return all(t.stride() == first.stride() for t in tensors[1:])
-
-
-def _as_common_layout(*tensors: torch.Tensor):
-    """Backends treat tensors as flat storage, so all operands must share one dense layout."""
-    if _same_dense_layout(*tensors):
-        return tensors
-    return tuple(t.contiguous() for t in tensors)
 
 
 def _check_step_args(x_adv, grad, x, alpha, eps, sign):
@@ -68,7 +55,7 @@ def pgd_step(x_adv: torch.Tensor, grad: torch.Tensor, x: torch.Tensor, *, alpha:
     (or grad when ``sign=False``). Returns a new tensor."""
     alpha, eps = _check_step_args(x_adv, grad, x, alpha, eps, sign)
     name, _ = resolve("pgd_step", x.device, x.dtype, backend)
-    x_adv, grad, x = _as_common_layout(x_adv.detach(), grad.detach(), x.detach())
+    x_adv, grad, x = common_layout(x_adv.detach(), grad.detach(), x.detach())
     return _library.pgd_step(x_adv, grad, x, alpha, eps, sign, name)
 
 
@@ -80,10 +67,11 @@ def pgd_step_(x_adv: torch.Tensor, grad: torch.Tensor, x: torch.Tensor, *, alpha
         raise ValueError("x_adv requires grad; detach it (x_adv = x_adv.detach()) before an "
                          "in-place step")
     name, _ = resolve("pgd_step", x.device, x.dtype, backend)
-    if _same_dense_layout(x_adv, grad, x):
-        _library.pgd_step_inplace(x_adv, grad.detach(), x.detach(), alpha, eps, sign, name)
+    if shares_layout(grad, x_adv) and shares_layout(x, x_adv):
+        _, grad, x = common_layout(x_adv, grad.detach(), x.detach())
+        _library.pgd_step_inplace(x_adv, grad, x, alpha, eps, sign, name)
     else:
-        contiguous = [t.detach().contiguous() for t in (x_adv, grad, x)]
+        contiguous = common_layout(x_adv.detach(), grad.detach(), x.detach())
         x_adv.copy_(_library.pgd_step(*contiguous, alpha, eps, sign, name))
     return x_adv
 
@@ -100,7 +88,7 @@ def pgd_step_with_mask(x_adv: torch.Tensor, grad: torch.Tensor, x: torch.Tensor,
     alpha, eps = _check_step_args(x_adv, grad, x, alpha, eps, sign)
     tol = check_float("tol", tol, minimum=0.0)
     name, _ = resolve("pgd_step_with_mask", x.device, x.dtype, backend)
-    x_adv, grad, x = _as_common_layout(x_adv.detach(), grad.detach(), x.detach())
+    x_adv, grad, x = common_layout(x_adv.detach(), grad.detach(), x.detach())
     return _library.pgd_step_with_mask(x_adv, grad, x, alpha, eps, sign, tol, name)
 
 
@@ -119,9 +107,7 @@ def masked_scale(g: torch.Tensor, mask: torch.Tensor, scale: float, *,
         raise ValueError(f"mask is on {mask.device} but g is on {g.device}")
     scale = check_float("scale", scale)
     name, _ = resolve("masked_scale", g.device, g.dtype, backend)
-    g_flat, mask_flat = g.detach(), mask
-    if not (_same_dense_layout(g_flat) and g_flat.stride() == mask_flat.stride()):
-        g_flat, mask_flat = g_flat.contiguous(), mask_flat.contiguous()
+    g_flat, mask_flat = common_layout(g.detach(), mask)
     return _library.masked_scale(g_flat, mask_flat, scale, name)
 
 
@@ -149,7 +135,7 @@ def random_start(x: torch.Tensor, eps: float, *, kind: str = "uniform",
     name, _ = resolve("random_start", x.device, x.dtype, backend)
     if kind == "zero":
         return x.clamp(0.0, 1.0) if clamp else x.clone()
-    if not _same_dense_layout(x):
+    if not is_dense(x):
         x = x.contiguous()
     return _library.random_start(x, eps, kind, scale, clamp, seed_from(generator), name)
 
