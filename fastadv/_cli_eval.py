@@ -18,6 +18,16 @@ from fractions import Fraction
 from pathlib import Path
 
 
+def trained_eps(checkpoint: dict) -> float:
+    """The radius a checkpoint was trained (and validated) at, so that a digits model trained
+    at 0.2 is not silently evaluated at CIFAR's 8/255; 8/255 when the checkpoint has none."""
+    config = checkpoint.get("config") or {}
+    for value in (config.get("val_eps"), (config.get("method") or {}).get("eps")):
+        if isinstance(value, (int, float)) and value >= 0:
+            return float(value)
+    return 8 / 255
+
+
 def parse_eps(text: str) -> float:
     """A float ("0.031") or a fraction ("8/255"); a bare "8" means 8.0, never 8/255."""
     try:
@@ -43,8 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attacks", default="clean,pgd-20",
                         help="comma-separated attack specs: clean, fgsm, pgd-K, pgd-K-R, "
                              "autoattack, rays, rays-Q (default: clean,pgd-20)")
-    parser.add_argument("--eps", type=parse_eps, default=8 / 255,
-                        help="L-inf radius in [0, 1] pixel units, e.g. 8/255 (default)")
+    parser.add_argument("--eps", type=parse_eps, default=None,
+                        help="L-inf radius in [0, 1] pixel units, e.g. 8/255 (default: the "
+                             "eps the checkpoint was trained at, else 8/255)")
     parser.add_argument("--alpha", type=parse_eps, default=None,
                         help="PGD step size (default: eps/4)")
     parser.add_argument("--loss", choices=("ce", "dlr"), default="ce", help="PGD loss")
@@ -97,12 +108,13 @@ def run(args: argparse.Namespace) -> int:
     if not name:
         print("fastadv eval: error: the checkpoint names no data set; pass --data", file=sys.stderr)
         return 2
+    eps = args.eps if args.eps is not None else trained_eps(ckpt)
     try:
         test = datasets.load(name, root=args.data_dir, split=args.split)
         options = {"loss": args.loss}
         if args.alpha is not None:
             options["alpha"] = args.alpha
-        record = evaluate(model, test, attacks=args.attacks, eps=args.eps,
+        record = evaluate(model, test, attacks=args.attacks, eps=eps,
                           batch_size=args.batch_size, n_examples=args.n_examples,
                           seed=args.seed, device=device, **options)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:

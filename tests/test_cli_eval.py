@@ -91,3 +91,17 @@ def test_parse_eps():
     for bad in ("x", "1/0", "-0.1", "nan"):
         with pytest.raises(Exception):
             parse_eps(bad)
+
+
+def test_eps_defaults_to_the_trained_radius(run_dir, tmp_path):
+    root, model = run_dir
+    for config, expected in (({"val_eps": 0.2, "method": {"eps": 0.2}}, 0.2),
+                             ({"method": {"method": "fast_at", "eps": 0.1}}, 0.1),
+                             ({}, 8 / 255)):
+        path = tmp_path / "best.pt"
+        torch.save({"model_state": model.state_dict(), "model_spec": _spec(),
+                    "dataset": "digits", "epoch": 3, "config": config}, path)
+        out = tmp_path / "record.json"
+        assert cli.main(["eval", str(path), "--attacks", "clean", "--n-examples", "8",
+                         "--device", "cpu", "--out", str(out)]) == 0
+        assert json.loads(out.read_text())["eps"] == pytest.approx(expected)
