@@ -12,11 +12,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define FASTADV_HD __host__ __device__ __forceinline__
-#else
-#define FASTADV_HD inline
-#endif
+#include "host_device.h"
 
 namespace fastadv {
 

@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "step_formula.h"  // max_nan, min_nan, sign_of
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -114,14 +116,6 @@ template <> struct Num<half_t> {
   static FASTADV_INLINE half_t store(float v) { return float_to_half(v); }
   static FASTADV_INLINE float round(float v) { return round_to_half(v); }
 };
-
-// max/min written so a NaN in `v` propagates (torch.maximum/clamp propagate NaN).
-FASTADV_INLINE float max_nan(float v, float bound) { return v < bound ? bound : v; }
-FASTADV_INLINE float min_nan(float v, float bound) { return v > bound ? bound : v; }
-// torch.sign: -1, 0 or 1, and 0 for NaN.
-FASTADV_INLINE float sign_of(float v) {
-  return static_cast<float>(v > 0.0f) - static_cast<float>(v < 0.0f);
-}
 
 // Splits [0, n) into one contiguous, cache-line aligned range per thread. Small problems run
 // on the calling thread: waking the OpenMP team costs microseconds, more than the work.

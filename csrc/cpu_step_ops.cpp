@@ -4,15 +4,8 @@
 // ICLR 2018), the sign/projection/clamp of FGSM-based fast AT (Wong et al., "Fast is better
 // than free", ICLR 2020), and Fast-BAT's lower-level step with its box-constraint mask
 // (Zhang et al., "Revisiting and Advancing Fast Adversarial Training Through the Lens of
-// Bi-Level Optimization", ICML 2022). Reference formulas (fastadv/ops/reference.py):
-//
-//   s     = sign(grad) if sign else grad                       (sign(0) = 0)
-//   y     = x_adv + alpha * s                                  (alpha * s rounded, then the sum)
-//   y     = min(max(y, x - eps), x + eps)
-//   x_new = min(max(y, 0), 1)
-//   d     = x_new - x;  lo = max(-eps, -x);  hi = min(eps, 1 - x)
-//   H_C   = (d > lo + tol) & (d < hi - tol)                    (pgd_step_with_mask)
-//   out   = g * mask * scale                                   (masked_scale)
+// Bi-Level Optimization", ICML 2022). The per-element formulas (pgd_step, H_C) live in
+// step_formula.h, shared with the CUDA kernels; masked_scale is out = g * mask * scale.
 //
 // Every intermediate the reference rounds to the tensor dtype is rounded here too (Num<T>::
 // round), so results are bitwise equal to eager torch on CPU; no FMA contraction. For float16,
@@ -45,16 +38,6 @@ FASTADV_INLINE StepArgs with_scalars_in(const StepArgs& a) {
   return b;
 }
 
-template <class T, bool kSign>
-FASTADV_INLINE float step_value(float xa, float g, float x0, float alpha, float eps) {
-  const float s = kSign ? sign_of(g) : g;
-  const float t = Num<T>::round(alpha * s);
-  float y = Num<T>::round(xa + t);
-  const float lo = Num<T>::round(x0 - eps), hi = Num<T>::round(x0 + eps);
-  y = min_nan(max_nan(y, lo), hi);
-  return min_nan(max_nan(y, 0.0f), 1.0f);
-}
-
 // x_adv and out may be the same buffer (pgd_step_): each element is read before it is
 // written and no other element is touched, so the aliasing is harmless; the in-place variant
 // still gets its own loop so that `__restrict` is never a lie.
@@ -66,13 +49,13 @@ FASTADV_INLINE void step_range(const StepArgs& a, int64_t begin, int64_t end) {
   if (kInPlace) {
     T* __restrict io = static_cast<T*>(a.out);
     for (int64_t i = begin; i < end; ++i)
-      io[i] = Num<T>::store(step_value<T, kSign>(Num<T>::load(io[i]), Num<T>::load(g[i]),
+      io[i] = Num<T>::store(step_value<Num<T>, kSign>(Num<T>::load(io[i]), Num<T>::load(g[i]),
                                                  Num<T>::load(x[i]), alpha, eps));
   } else {
     const T* __restrict xa = static_cast<const T*>(a.x_adv);
     T* __restrict out = static_cast<T*>(a.out);
     for (int64_t i = begin; i < end; ++i)
-      out[i] = Num<T>::store(step_value<T, kSign>(Num<T>::load(xa[i]), Num<T>::load(g[i]),
+      out[i] = Num<T>::store(step_value<Num<T>, kSign>(Num<T>::load(xa[i]), Num<T>::load(g[i]),
                                                   Num<T>::load(x[i]), alpha, eps));
   }
 }
@@ -103,12 +86,9 @@ FASTADV_INLINE void step_mask_range(const StepArgs& a, int64_t begin, int64_t en
   const float alpha = a.alpha, eps = a.eps, tol = a.tol;
   for (int64_t i = begin; i < end; ++i) {
     const float x0 = Num<T>::load(x[i]);
-    const float y = step_value<T, kSign>(Num<T>::load(xa[i]), Num<T>::load(g[i]), x0, alpha, eps);
+    const float y = step_value<Num<T>, kSign>(Num<T>::load(xa[i]), Num<T>::load(g[i]), x0, alpha, eps);
     out[i] = Num<T>::store(y);
-    const float d = Num<T>::round(y - x0);
-    const float lo = Num<T>::round(max_nan(-x0, -eps));
-    const float hi = Num<T>::round(min_nan(Num<T>::round(1.0f - x0), eps));
-    mask[i] = static_cast<uint8_t>((d > Num<T>::round(lo + tol)) & (d < Num<T>::round(hi - tol)));
+    mask[i] = static_cast<uint8_t>(inside_box<Num<T>>(y, x0, eps, tol));
   }
 }
 

@@ -12,6 +12,8 @@
 
 #include <cstdint>
 
+#include "step_formula.h"  // max_nan, min_nan, sign_of
+
 namespace fastadv {
 
 enum CudaDType : int { kCudaFloat32 = 0, kCudaFloat16 = 1, kCudaBFloat16 = 2 };
@@ -35,12 +37,6 @@ template <> struct DNum<__nv_bfloat16> {
   }
 };
 
-// NaN in v propagates (torch.maximum/clamp propagate NaN).
-__device__ __forceinline__ float dmax_nan(float v, float bound) { return v < bound ? bound : v; }
-__device__ __forceinline__ float dmin_nan(float v, float bound) { return v > bound ? bound : v; }
-__device__ __forceinline__ float dsign(float v) {
-  return static_cast<float>(v > 0.0f) - static_cast<float>(v < 0.0f);
-}
 
 constexpr int kThreads = 256;
 

@@ -20,7 +20,7 @@ __global__ void start_kernel(const T* __restrict__ x, T* __restrict__ out, int64
     const uint64_t r = draw64(key, static_cast<uint64_t>(i));
     const float noise = kNormal ? box_muller(r) : symmetric_uniform(r);
     float y = DNum<T>::load(x[i]) + amplitude * noise;
-    if (clamp) y = dmin_nan(dmax_nan(y, 0.0f), 1.0f);
+    if (clamp) y = min_nan(max_nan(y, 0.0f), 1.0f);
     out[i] = DNum<T>::store(y);
   }
 }

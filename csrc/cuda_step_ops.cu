@@ -2,32 +2,17 @@
 //
 // PGD step (Madry et al., ICLR 2018), FGSM-based fast AT's sign/projection/clamp (Wong et
 // al., ICLR 2020), Fast-BAT's lower-level step and box-constraint mask (Zhang et al., ICML
-// 2022). Reference formulas (fastadv/ops/reference.py):
-//
-//   s     = sign(grad) if sign else grad                       (sign(0) = 0)
-//   y     = x_adv + alpha * s                                  (alpha * s rounded, then the sum)
-//   x_new = min(max(min(max(y, x - eps), x + eps), 0), 1)
-//   d     = x_new - x;  lo = max(-eps, -x);  hi = min(eps, 1 - x)
-//   H_C   = (d > lo + tol) & (d < hi - tol)
-//   out   = g * mask * scale
+// 2022). The per-element formulas live in step_formula.h, shared with the CPU kernels;
+// masked_scale is out = g * mask * scale.
 //
 // One grid-stride loop per op; every reference rounding is reproduced (DNum<T>::round) and
 // the build disables FMA contraction, so float32 results equal eager torch's.
 #include "cuda_common.cuh"
 #include "cuda_ops.h"
+#include "step_formula.h"
 
 namespace fastadv {
 namespace {
-
-template <class T, bool kSign>
-__device__ __forceinline__ float step_value(float xa, float g, float x0, float alpha, float eps) {
-  const float s = kSign ? dsign(g) : g;
-  const float t = DNum<T>::round(alpha * s);
-  float y = DNum<T>::round(xa + t);
-  const float lo = DNum<T>::round(x0 - eps), hi = DNum<T>::round(x0 + eps);
-  y = dmin_nan(dmax_nan(y, lo), hi);
-  return dmin_nan(dmax_nan(y, 0.0f), 1.0f);
-}
 
 // x_adv and out may alias (the in-place step), so neither is __restrict.
 template <class T, bool kSign>
@@ -35,8 +20,8 @@ __global__ void step_kernel(const T* x_adv, const T* __restrict__ grad, const T*
                             T* out, int64_t n, float alpha, float eps) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    out[i] = DNum<T>::store(step_value<T, kSign>(DNum<T>::load(x_adv[i]), DNum<T>::load(grad[i]),
-                                                 DNum<T>::load(x[i]), alpha, eps));
+    out[i] = DNum<T>::store(step_value<DNum<T>, kSign>(
+        DNum<T>::load(x_adv[i]), DNum<T>::load(grad[i]), DNum<T>::load(x[i]), alpha, eps));
   }
 }
 
@@ -47,13 +32,10 @@ __global__ void step_mask_kernel(const T* x_adv, const T* __restrict__ grad,
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const float x0 = DNum<T>::load(x[i]);
-    const float y = step_value<T, kSign>(DNum<T>::load(x_adv[i]), DNum<T>::load(grad[i]), x0,
-                                         alpha, eps);
+    const float y = step_value<DNum<T>, kSign>(DNum<T>::load(x_adv[i]),
+                                               DNum<T>::load(grad[i]), x0, alpha, eps);
     out[i] = DNum<T>::store(y);
-    const float d = DNum<T>::round(y - x0);
-    const float lo = DNum<T>::round(dmax_nan(-x0, -eps));
-    const float hi = DNum<T>::round(dmin_nan(DNum<T>::round(1.0f - x0), eps));
-    mask[i] = (d > DNum<T>::round(lo + tol)) && (d < DNum<T>::round(hi - tol));
+    mask[i] = inside_box<DNum<T>>(y, x0, eps, tol);
   }
 }
 
