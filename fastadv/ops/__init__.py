@@ -22,8 +22,8 @@ from typing import Optional, Tuple
 
 import torch
 
-from fastadv.ops import _library
-from fastadv.ops._layout import common_layout, is_dense, shares_layout
+from fastadv.ops import _library, reference
+from fastadv.ops._layout import common_layout, is_standard_layout, shares_layout
 from fastadv.ops._dispatch import (BACKEND_NAMES, available_backends, resolve, seed_from,
                                    use_backend)
 from fastadv.ops._validate import (check_bool, check_choice, check_float, check_like,
@@ -135,7 +135,7 @@ def random_start(x: torch.Tensor, eps: float, *, kind: str = "uniform",
     name, _ = resolve("random_start", x.device, x.dtype, backend)
     if kind == "zero":
         return x.clamp(0.0, 1.0) if clamp else x.clone()
-    if not is_dense(x):
+    if not is_standard_layout(x):
         x = x.contiguous()
     return _library.random_start(x, eps, kind, scale, clamp, seed_from(generator), name)
 
@@ -160,9 +160,8 @@ def kl_div_logits(logits_q: torch.Tensor, logits_p: torch.Tensor, *,
     classes = logits_q.shape[-1]
     q2 = logits_q.reshape(-1, classes).contiguous()
     p2 = logits_p.reshape(-1, classes).contiguous()
-    if name == "reference":
-        from fastadv.ops.reference import kl_div_rows as rows_fn
-        rows = rows_fn(q2, p2)
+    if name == "reference":  # plain autograd: twice differentiable
+        rows = reference.kl_div_rows(q2, p2)
     else:
         rows = _library.kl_div_rows(q2, p2, name)
     rows = rows.reshape(logits_q.shape[:-1])

@@ -15,6 +15,7 @@ from typing import Callable, Dict, Sequence, Tuple
 import torch
 
 from fastadv.ops._dispatch import register
+from fastadv.ops._layout import is_standard_layout
 
 # Random-start distributions, numbered as csrc/*random_start* expect them.
 KINDS = {"uniform": 0, "normal": 1}
@@ -37,11 +38,6 @@ def is_dense(t: torch.Tensor) -> bool:
             return False
         expected *= size
     return True
-
-
-def _contiguous_or_channels_last(t: torch.Tensor) -> bool:
-    return t.is_contiguous() or (t.dim() == 4 and
-                                 t.is_contiguous(memory_format=torch.channels_last))
 
 
 class BackendChecks:
@@ -97,7 +93,7 @@ class BackendChecks:
             if not is_dense(first):
                 raise self._fail(ValueError, f"{names[0]} with strides {first.stride()} is "
                                              f"not dense")
-        elif not _contiguous_or_channels_last(first):
+        elif not is_standard_layout(first):
             raise self._fail(ValueError, f"{names[0]} with strides {first.stride()} is neither "
                                          f"contiguous nor channels_last")
         return self.code(names[0], first)

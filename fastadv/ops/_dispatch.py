@@ -1,7 +1,8 @@
 """Backend choice for the fused ops.
 
-The implementation table is data: ``{op_name: {backend_name: (fn, dtypes)}}``, filled only by
-backend modules whose import succeeded (each calls :func:`register` at import time).
+The implementation table is data, ``{op_name: {backend_name: (fn, dtypes, device_types)}}``,
+filled only by backend modules whose import succeeded (each calls :func:`register` when
+imported).
 
 Choice order: the ``backend=`` argument > the innermost :func:`use_backend` context >
 the ``FASTADV_BACKEND`` environment variable > ``"auto"``.

@@ -13,7 +13,8 @@ from typing import Tuple
 import torch
 
 
-def is_dense(t: torch.Tensor) -> bool:
+def is_standard_layout(t: torch.Tensor) -> bool:
+    """Contiguous or channels_last: the dense layouts fastadv.ops hands to backends."""
     return t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last)
 
 
@@ -29,7 +30,7 @@ def common_layout(*tensors: torch.Tensor) -> Tuple[torch.Tensor, ...]:
     """The operands (all of one shape) with identical dense strides: the first operand's
     layout when every operand already shares its element order, else contiguous copies."""
     first = tensors[0]
-    if is_dense(first) and all(_same_order(t, first) for t in tensors[1:]):
+    if is_standard_layout(first) and all(_same_order(t, first) for t in tensors[1:]):
         return tuple(_restride(t, first.stride()) for t in tensors)
     contiguous = [t.contiguous() for t in tensors]
     return tuple(_restride(t, contiguous[0].stride()) for t in contiguous)
@@ -37,4 +38,4 @@ def common_layout(*tensors: torch.Tensor) -> Tuple[torch.Tensor, ...]:
 
 def shares_layout(t: torch.Tensor, ref: torch.Tensor) -> bool:
     """Whether ``t`` can be used in place with ``ref``'s layout (no copy needed)."""
-    return is_dense(ref) and _same_order(t, ref)
+    return is_standard_layout(ref) and _same_order(t, ref)
