@@ -14,8 +14,9 @@ import argparse
 import json
 import math
 import sys
-from fractions import Fraction
 from pathlib import Path
+
+from fastadv._cli_common import parse_number
 
 
 def trained_eps(checkpoint: dict) -> float:
@@ -30,13 +31,10 @@ def trained_eps(checkpoint: dict) -> float:
 
 def parse_eps(text: str) -> float:
     """A float ("0.031") or a fraction ("8/255"); a bare "8" means 8.0, never 8/255."""
-    try:
-        value = float(Fraction(text.strip())) if "/" in text else float(text)
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"eps must be a number or a fraction such as 8/255, "
-                                         f"got {text!r}")
+    value = float(parse_number(text))
     if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"eps must be >= 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0 such as 8/255, "
+                                         f"got {text!r}")
     return value
 
 

@@ -17,12 +17,15 @@ import json
 import math
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 from typing import Optional
 
+from fastadv._cli_common import parse_number
+
+DEFAULT_METHOD = "backward_smoothing"
 DIGITS_EPS = 0.2
-# Digits values for defaults that do not transfer from CIFAR (see docs_train_readme.md):
+# Digits values for defaults that do not transfer from CIFAR (README.md, "Defaults that do not
+# transfer from CIFAR"):
 # PGD/TRADES steps of 2/255 cannot cross eps = 0.2 in 10 steps; GradAlign's reg formula is
 # fitted to CIFAR radii (it gives 4.7e4 at 0.2); Fast-BAT's a scales a raw input gradient.
 DIGITS_PRESETS = {
@@ -39,19 +42,6 @@ DATASET_DEFAULTS = {
 }
 HYPER_FLAGS = ("eps", "alpha", "beta", "gamma", "lam", "reg", "steps", "init", "bn_mode",
                "linearization")
-
-
-def parse_number(text: str):
-    """'8/255' -> 0.0313..., '0.031' -> 0.031, '10' -> 10 (int)."""
-    text = str(text).strip()
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(Fraction(text)) if "/" in text else float(text)
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"not a number: {text!r} (write 0.031 or 8/255)") from None
 
 
 def parse_value(text: str):
@@ -114,9 +104,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-steps", type=int, default=20,
                         help="PGD steps of the final test evaluation (default 20)")
     parser.add_argument("--progress", default=None, action=argparse.BooleanOptionalAction)
-
-
-DEFAULT_METHOD = "backward_smoothing"
 
 
 def resumed_config(resume) -> dict:
@@ -200,6 +187,7 @@ def _run(args) -> int:
 
     import fastadv
     from fastadv import checkpoint, data, methods, models
+    from fastadv._train_data import as_float_images
     from fastadv._train_eval import clean_and_pgd_accuracy
 
     try:
@@ -219,8 +207,7 @@ def _run(args) -> int:
     model_name = args.model or defaults["model"]
     extra = {"width": 16, "batch_norm": True} if model_name == "small_cnn" else {}
     if getattr(args, "resumed_model_spec", None):
-        spec = dict(args.resumed_model_spec)
-        model = models.get(spec.pop("name"), **spec)
+        model = checkpoint.model_from_spec(args.resumed_model_spec)
     else:
         model = models.get(model_name, num_classes=train_set.num_classes,
                            in_channels=train_set.x.shape[1], mean=train_set.mean,
@@ -251,15 +238,14 @@ def _run(args) -> int:
             batch_size=_given(args.batch_size, defaults["batch_size"]),
             lr=_given(args.lr, defaults["lr"]),
             schedule=args.schedule, seed=args.seed, device=device, amp=amp, guard=args.guard,
-            val_size=defaults["val_size"] if args.val_size is None else args.val_size,
+            val_size=_given(args.val_size, defaults["val_size"]),
             run_dir=run_dir, resume=args.resume, progress=args.progress, callback=report,
             dataset=args.dataset)
     except (ValueError, FileNotFoundError) as exc:
         print(f"fastadv train: {exc}", file=sys.stderr)
         return 2
     best, info = checkpoint.load_model(run_dir, which="best", device=device)
-    x_test = test_set.x.to(device).float() / 255
-    y_test = test_set.y.to(device)
+    x_test, y_test = as_float_images(test_set.x).to(device), test_set.y.to(device)
     clean, robust = clean_and_pgd_accuracy(best, x_test, y_test, eps=eps or 0.0,
                                            steps=args.eval_steps, seed=args.seed)
     summary = {"method": method.name, "dataset": args.dataset, "best_epoch": info["epoch"],

@@ -17,10 +17,8 @@ from typing import Optional, Tuple
 
 import torch
 
-
-def _is_image_data(obj) -> bool:
-    return all(hasattr(obj, a) for a in ("x", "y", "num_classes", "split")) and \
-        isinstance(getattr(obj, "x"), torch.Tensor)
+from fastadv.data import DeviceLoader, ImageData
+from fastadv.ops._validate import check_pixels
 
 
 def as_float_images(x: torch.Tensor, name: str = "x") -> torch.Tensor:
@@ -42,12 +40,6 @@ def check_labels(y, n: int, name: str = "y") -> torch.Tensor:
     if y.shape[0] != n:
         raise ValueError(f"{name} has {y.shape[0]} labels but there are {n} images")
     return y.long()
-
-
-def check_pixels(x: torch.Tensor, name: str) -> None:
-    if x.numel() and (torch.isnan(x).any() or x.min() < 0 or x.max() > 1):
-        raise ValueError(f"{name} must hold images in [0, 1] (the model normalizes); got values "
-                         f"in [{x.min().item():.4g}, {x.max().item():.4g}]")
 
 
 def _holdout_count(val_size, n: int) -> int:
@@ -106,8 +98,8 @@ def _split_tensors(x, y, count, seed):
 
 
 def _to_pair(data, device, name):
-    if _is_image_data(data):
-        return as_float_images(data.x, f"{name}.x").to(device), check_labels(data.y, len(data.x)).to(device)
+    if isinstance(data, ImageData):  # validated by ImageData itself: uint8 x, int64 labels
+        return as_float_images(data.x).to(device), data.y.to(device)
     if isinstance(data, (tuple, list)) and len(data) == 2:
         x = as_float_images(data[0], f"{name}[0]")
         return x.to(device), check_labels(data[1], x.shape[0], f"{name}[1]").to(device)
@@ -117,28 +109,24 @@ def _to_pair(data, device, name):
 
 def prepare(train_data, *, batch_size: int, val_size, val_data, device, seed: int,
             guard_size: int) -> PreparedData:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    """batch_size is checked by the caller (train)."""
     num_classes = dataset = n_train = None
     val = None
     pixels_checked = False
-    if _is_image_data(train_data):
-        from fastadv.data import DeviceLoader
-
-        n = len(train_data.y)
+    if isinstance(train_data, ImageData):
+        n = len(train_data)
         if n == 0:
             raise ValueError("train_data is empty")
-        check_labels(train_data.y, train_data.x.shape[0], "train_data.y")
-        num_classes, dataset = int(train_data.num_classes), getattr(train_data, "name", None)
+        num_classes, dataset = train_data.num_classes, train_data.name
         count = _holdout_count(val_size, n)
         rest = train_data
         if count and val_data is None:
             rest, holdout = train_data.split(count, seed=seed)
             val = _to_pair(holdout, device, "validation split")
         loader = DeviceLoader(rest, batch_size, train=True, device=device, seed=seed)
-        guard_batch = (as_float_images(rest.x[:guard_size]).to(device), rest.y[:guard_size].long().to(device))
-        n_train = len(rest.y)
-        pixels_checked = rest.x.dtype == torch.uint8
+        guard_batch = (as_float_images(rest.x[:guard_size]).to(device), rest.y[:guard_size].to(device))
+        n_train = len(rest)
+        pixels_checked = True  # ImageData holds uint8 images
     elif isinstance(train_data, (tuple, list)) and len(train_data) == 2 and \
             isinstance(train_data[0], torch.Tensor):
         x, y = _to_pair(train_data, device, "train_data")
@@ -147,7 +135,7 @@ def prepare(train_data, *, batch_size: int, val_size, val_data, device, seed: in
         if x.dim() < 2:
             raise ValueError(f"train_data[0] must be a batch of images (N, C, H, W), got shape "
                              f"{tuple(x.shape)}")
-        check_pixels(x, "train_data[0]")
+        check_pixels("train_data[0]", x)
         count = _holdout_count(val_size, x.shape[0])
         if count and val_data is None:
             (x, y), val = _split_tensors(x, y, count, seed)
@@ -157,7 +145,7 @@ def prepare(train_data, *, batch_size: int, val_size, val_data, device, seed: in
         pixels_checked = True
     elif hasattr(train_data, "__iter__"):
         loader = train_data
-        if hasattr(train_data, "images") and hasattr(train_data, "labels"):  # a DeviceLoader
+        if isinstance(train_data, DeviceLoader):
             x, y = train_data.images[:guard_size], train_data.labels[:guard_size]
             pixels_checked = train_data.images.dtype == torch.uint8
         else:

@@ -18,11 +18,10 @@ from fastadv.methods._base import bn_mode
 def clean_and_pgd_accuracy(model, x: torch.Tensor, y: torch.Tensor, *, eps: float,
                            steps: int = 10, alpha: Optional[float] = None,
                            batch_size: int = 512, seed: int = 0) -> Tuple[float, float]:
-    """(clean accuracy, PGD-``steps`` robust accuracy) of ``model`` on (x, y), eval mode;
-    the model's train/eval flags are restored afterwards."""
+    """(clean accuracy, PGD-``steps`` robust accuracy) of ``model`` on (x, y) in eval mode,
+    step ``alpha`` (None: pgd's eps/4); the model's train/eval flags are restored afterwards."""
     if x.shape[0] == 0:
         raise ValueError("cannot evaluate on an empty set")
-    alpha = eps / 4 if alpha is None else alpha
     generator = torch.Generator(device=x.device)
     generator.manual_seed(seed)
     clean = torch.zeros((), device=x.device)

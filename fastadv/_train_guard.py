@@ -5,7 +5,6 @@ previous epoch, restore the previous epoch's weights and stop. Usable with every
 """
 from __future__ import annotations
 
-import copy
 from typing import Optional
 
 import torch
@@ -27,13 +26,13 @@ class OverfitGuard:
         """(robust accuracy on the guard batch, triggered?). When triggered the model holds the
         previous epoch's weights on return."""
         _, accuracy = clean_and_pgd_accuracy(model, self.x, self.y, eps=self.eps,
-                                             steps=self.steps, alpha=self.eps / 4, seed=self.seed)
+                                             steps=self.steps, seed=self.seed)
         if (self.previous_accuracy is not None
                 and self.previous_accuracy - accuracy > self.threshold):
             model.load_state_dict(self.previous_state)
             return accuracy, True
         self.previous_accuracy = accuracy
-        self.previous_state = copy.deepcopy({k: v.detach() for k, v in model.state_dict().items()})
+        self.previous_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return accuracy, False
 
     def state_dict(self) -> dict:

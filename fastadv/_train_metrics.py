@@ -20,11 +20,11 @@ class EpochMeter:
                   "accuracy": (logits.detach().argmax(1) == y).sum().float()}
         for key, value in metrics.items():
             values[key] = value.detach().float() * batch_size
-        for key, value in values.items():
+        for key, value in values.items():  # fresh tensors: the first one can be kept as the sum
             if key in self.sums:
                 self.sums[key] += value
             else:
-                self.sums[key] = value.clone()
+                self.sums[key] = value
         self.count += batch_size
 
     def read(self) -> Dict[str, float]:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence
 
+from fastadv.ops._validate import check_float
+
 SCHEDULES = ("cyclic", "piecewise", "cosine", "constant")
 
 
@@ -24,13 +26,12 @@ class LRSchedule:
                  decay: float = 0.1):
         if name not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {name!r}")
-        if not (isinstance(lr_max, (int, float)) and math.isfinite(lr_max) and lr_max >= 0):
-            raise ValueError(f"lr must be a finite number >= 0, got {lr_max!r}")
+        lr_max = check_float("lr", lr_max, minimum=0.0)
         if not (0.0 < peak < 1.0):
             raise ValueError(f"peak must be in (0, 1), got {peak!r}")
         if not (isinstance(decay, (int, float)) and 0 < decay <= 1):
             raise ValueError(f"decay must be in (0, 1], got {decay!r}")
-        self.name, self.lr_max, self.peak, self.decay = name, float(lr_max), float(peak), float(decay)
+        self.name, self.lr_max, self.peak, self.decay = name, lr_max, float(peak), float(decay)
         self.iterations_per_epoch = iterations_per_epoch
         self.total = epochs * iterations_per_epoch
         if milestones is None:

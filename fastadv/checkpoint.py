@@ -86,12 +86,17 @@ def load_model(path_or_run_dir, *, which: str = "best", device="cpu") -> Tuple[t
         raise ValueError("this checkpoint has no model_spec (the model was not built by "
                          "fastadv.models.get); build the model yourself and call "
                          "model.load_state_dict(checkpoint['model_state'])")
+    model = model_from_spec(spec)
+    model.load_state_dict(checkpoint["model_state"])
+    return model.to(device).eval(), checkpoint
+
+
+def model_from_spec(spec: dict) -> torch.nn.Module:
+    """A fresh (untrained) fastadv model from a checkpoint's ``model_spec``."""
     from fastadv import models
 
     spec = dict(spec)
-    model = models.get(spec.pop("name"), **spec)
-    model.load_state_dict(checkpoint["model_state"])
-    return model.to(device).eval(), checkpoint
+    return models.get(spec.pop("name"), **spec)
 
 
 def capture_rng() -> dict:

@@ -19,7 +19,6 @@ outside [0, 1], black-box robust accuracy below white-box PGD's.
 """
 from __future__ import annotations
 
-import contextlib
 import platform
 import time
 import zlib
@@ -29,7 +28,7 @@ import torch
 from torch import nn
 
 from fastadv.attacks import _inputs, registry, sanity
-from fastadv.attacks._checks import check_eps, check_int
+from fastadv.attacks._checks import check_eps, check_int, check_model
 from fastadv.attacks.model_mode import eval_mode
 from fastadv.attacks.spec import parse_specs
 
@@ -39,8 +38,8 @@ UNFOUND_RAYS_DISTANCE = 1.0  # the largest L-inf distance inside the [0, 1] box
 
 
 def _device_of(model, device) -> torch.device:
-    params = [p for p in model.parameters()] if isinstance(model, nn.Module) else []
-    model_device = params[0].device if params else None
+    first = next(model.parameters(), None) if isinstance(model, nn.Module) else None
+    model_device = None if first is None else first.device
     if device is None:
         return model_device or torch.device("cpu")
     try:
@@ -90,8 +89,7 @@ def evaluate(model: nn.Module, data, *, attacks: Union[str, Sequence[str]] = ("c
     Returns {"n", "eps", "clean_accuracy", "robust_accuracy", "attacks": {spec: {...}},
     "versions": {...}, ...}, JSON-serializable.
     """
-    if not isinstance(model, nn.Module) and not callable(model):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_model("model", model)
     eps = check_eps(eps)
     check_int("batch_size", batch_size, minimum=1)
     check_int("seed", seed, minimum=0)
@@ -110,8 +108,7 @@ def evaluate(model: nn.Module, data, *, attacks: Union[str, Sequence[str]] = ("c
         raise ValueError(f"labels out of range: found label {int(y_all.min())} < 0")
     sanity.warn_if_outside_box(x_all)
 
-    context = eval_mode(model) if isinstance(model, nn.Module) else contextlib.nullcontext()
-    with context:
+    with eval_mode(model):
         correct, num_classes = _clean_pass(model, x_all, y_all, batch_size, device)
         robust_all = correct.clone()
         per_attack: Dict[str, Dict[str, Any]] = {}
@@ -172,7 +169,8 @@ def evaluate(model: nn.Module, data, *, attacks: Union[str, Sequence[str]] = ("c
 
 @torch.no_grad()
 def _clean_pass(model, x_all, y_all, batch_size, device):
-    """Clean predictions of all points, plus the first-batch sanity checks."""
+    """Clean predictions of all points, plus the first-batch checks: logits shape, label
+    range (of all points), sanity warnings."""
     correct = torch.zeros(x_all.shape[0], dtype=torch.bool)
     num_classes = None
     for begin in range(0, x_all.shape[0], batch_size):
@@ -184,11 +182,12 @@ def _clean_pass(model, x_all, y_all, batch_size, device):
                              f"{getattr(logits, 'shape', type(logits).__name__)}")
         if num_classes is None:
             num_classes = logits.shape[1]
+            high = int(y_all.max())
+            if high >= num_classes:
+                raise ValueError(f"labels out of range: found label {high} but the model has "
+                                 f"{num_classes} classes (labels must be in "
+                                 f"[0, {num_classes - 1}])")
             sanity.warn_if_probabilities(logits)
             sanity.warn_if_randomized(model, xb, logits)
-        high = int(yb.max())
-        if high >= num_classes:
-            raise ValueError(f"labels out of range: found label {high} but the model has "
-                             f"{num_classes} classes (labels must be in [0, {num_classes - 1}])")
         correct[begin:begin + xb.shape[0]] = (logits.argmax(dim=1) == yb).cpu()
     return correct, int(num_classes)

@@ -35,6 +35,9 @@ from fastadv._train_eval import clean_and_pgd_accuracy
 from fastadv._train_guard import OverfitGuard
 from fastadv._train_metrics import EpochMeter, peak_memory_mb
 from fastadv._train_schedules import LRSchedule
+from fastadv.attacks._checks import check_int
+from fastadv.methods._base import bn_mode
+from fastadv.ops._validate import check_float
 
 AMP_MODES = ("bf16", "fp16")
 
@@ -86,19 +89,17 @@ def _amp_setup(amp, device):
         if amp not in (None, False):
             warnings.warn(f"amp={amp!r} ignored: mixed precision is used on CUDA only")
         return None, None
-    if amp is None:
-        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if amp is False:
         return None, None
-    if amp not in AMP_MODES:
-        raise ValueError(f"amp must be None, False or one of {AMP_MODES}, got {amp!r}")
+    if amp is None:
+        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
     scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
     return dtype, scaler
 
 
 def _check_model_output(model, x, num_classes, label_sets):
-    with torch.no_grad(), methods_lib._base.bn_mode(model, "eval"):
+    with torch.no_grad(), bn_mode(model, "eval"):
         out = model(x[:2])
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != min(2, x.shape[0]):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -121,12 +122,6 @@ def _seed_everything(seed):
     torch.manual_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 def _progress(total, enabled, initial):
@@ -166,15 +161,15 @@ def train(model: nn.Module, method, train_data, *, epochs: int, batch_size: int 
     """
     started = time.perf_counter()
     method = _resolve_method(method, method_options)
-    epochs = _positive_int("epochs", epochs)
-    val_every = _positive_int("val_every", val_every)
+    epochs = check_int("epochs", epochs, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    val_every = check_int("val_every", val_every, minimum=1)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    eps = float(getattr(method, "eps", 8 / 255) if val_eps is None else val_eps)
-    if not (0.0 <= eps <= 1.0):
-        raise ValueError(f"val_eps must be in [0, 1] (pixel units), got {val_eps!r}")
-    if grad_clip is not None and not (grad_clip > 0):
-        raise ValueError(f"grad_clip must be None or > 0, got {grad_clip!r}")
+    eps = check_float("val_eps", getattr(method, "eps", 8 / 255) if val_eps is None else val_eps,
+                      minimum=0.0, maximum=1.0)
+    if grad_clip is not None:
+        grad_clip = check_float("grad_clip", grad_clip, strictly_positive=True)
     if device is None:
         first = next(model.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")

@@ -23,12 +23,12 @@ def test_hyperparameters_from_flags_and_set():
     args = parse("--method", "fast_bat", "--eps", "8/255", "--set", "lam=5", "--set",
                  "linearization=corner", "--dataset", "cifar10")
     options = _cli_train.method_options(args)
-    assert options["eps"] == pytest.approx(8 / 255)
     assert options == {"eps": pytest.approx(8 / 255), "lam": 5, "linearization": "corner"}
     # digits presets fill only what the user left out
     args = parse("--method", "fast_bat", "--alpha", "3")
     assert _cli_train.method_options(args) == {"eps": 0.2, "alpha": 3}
     assert _cli_train.parse_number("0.031") == pytest.approx(0.031)
+    assert _cli_train.parse_number("10") == 10 and isinstance(_cli_train.parse_number("10"), int)
 
 
 def test_flag_that_does_not_apply_is_an_error():

@@ -1,5 +1,6 @@
 """``fastadv eval``: from a checkpoint or run directory to a printed table and a JSON record,
 on the bundled digits (no files needed)."""
+import argparse
 import json
 
 import pytest
@@ -81,15 +82,16 @@ def test_eval_errors_exit_nonzero(run_dir, tmp_path, capsys):
     assert "unknown attack spec" in capsys.readouterr().err
     assert cli.main(["eval", str(tmp_path / "missing")]) == 2
     assert not (tmp_path / "x.json").exists()
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         cli.main(["eval", str(root), "--eps", "-1"])
+    assert exit_info.value.code == 2  # argparse's usage error
 
 
 def test_parse_eps():
     assert parse_eps("8/255") == pytest.approx(8 / 255)
     assert parse_eps("0.031") == pytest.approx(0.031)
     for bad in ("x", "1/0", "-0.1", "nan"):
-        with pytest.raises(Exception):
+        with pytest.raises(argparse.ArgumentTypeError):
             parse_eps(bad)
 
 

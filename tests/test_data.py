@@ -213,6 +213,7 @@ def test_augmentation_is_reproducible_per_epoch():
     a = [x for x, _ in loader]
     loader.set_epoch(5)
     b = [x for x, _ in loader]
+    assert len(a) == len(b) == 2
     assert all(torch.equal(p, q) for p, q in zip(a, b))
 
 
@@ -267,7 +268,9 @@ def test_default_augmentation_per_image_kind():
 
 def test_outputs_are_floats_in_unit_interval():
     loader = DeviceLoader(data.load("digits", split="test"), 100, train=True)
-    for x, y in loader:
+    batches = list(loader)
+    assert len(batches) == 3
+    for x, y in batches:
         assert x.dtype == torch.float32 and y.dtype == torch.int64
         assert x.min() >= 0 and x.max() <= 1
         assert x.device == torch.device("cpu")
@@ -297,6 +300,8 @@ def test_loader_rejects_bad_input():
         DeviceLoader(source, 2, crop_padding=-1)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         DeviceLoader((torch.full((2, 1, 4, 4), 3.0), torch.tensor([0, 1])), 1)
+    with pytest.raises(ValueError, match="NaN"):
+        DeviceLoader((torch.full((2, 1, 4, 4), float("nan")), torch.tensor([0, 1])), 1)
     with pytest.raises(TypeError, match="ImageData"):
         DeviceLoader([torch.zeros(2, 1, 4, 4)], 1)
     with pytest.raises(ValueError, match="same length"):

@@ -9,6 +9,7 @@ from a seeded generator the transcription also uses; the real random start is te
 the reference backend, whose draws come from torch's global RNG.
 """
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -243,14 +244,10 @@ def test_grad_align_matches_transcription(fake_start):
     model, x, y = make(4)
     ref = copy.deepcopy(model)
     out, grads = run_method(methods.get("grad_align", eps=0.1, reg=0.7), model, x, y)
-    ref_loss = ref_grad_align(ref, x, y, 0.1, 0.7, _after_zero_start(Noise()))
+    ref_loss = ref_grad_align(ref, x, y, 0.1, 0.7, Noise())  # the zero start draws nothing
     assert_same(out.loss, grads, ref_loss, list(ref.parameters()))
     assert [c["kind"] for c in fake_start] == ["zero", "uniform"]
     assert fake_start[1]["clamp"] is False
-
-
-def _after_zero_start(noise):
-    return noise  # the zero start draws nothing, so the eta draw is the first
 
 
 def test_fast_bat_matches_two_pass_procedure(fake_start):
@@ -427,9 +424,14 @@ def test_bad_hyperparameters_raise(name, overrides, match):
         methods.get(name, **overrides)
 
 
+def test_option_of_the_wrong_type_is_a_type_error():
+    with pytest.raises(TypeError, match="bn_mode must be a str"):
+        methods.get("trades", bn_mode=None)
+
+
 def test_methods_are_frozen():
     method = methods.get("trades")
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         method.beta = 1.0
 
 

@@ -236,6 +236,8 @@ def test_fastadv_train_is_the_function_even_after_importing_the_module():
     ("epochs", "epochs"),
     ("val_size", "val_size"),
     ("amp", "amp"),
+    ("val_eps", "val_eps"),
+    ("grad_clip", "grad_clip"),
 ])
 def test_bad_inputs_raise_clear_errors(case, match):
     x, y = tiny_data(n=32)
@@ -263,6 +265,10 @@ def test_bad_inputs_raise_clear_errors(case, match):
         kwargs = {"val_size": 32}
     elif case == "amp":  # a typo is an error on every device, not a warning on CPU
         kwargs = {"amp": "fp32"}
+    elif case == "val_eps":
+        kwargs = {"val_eps": 1.5}
+    elif case == "grad_clip":
+        kwargs = {"grad_clip": 0.0}
     kwargs = {"epochs": 1, "batch_size": 8, "progress": False, **kwargs}
     with pytest.raises(ValueError, match=match):
         fastadv.train(model, method, data, **kwargs)
@@ -272,8 +278,10 @@ def test_bad_inputs_raise_clear_errors(case, match):
 # Fast-BAT's a multiplies a raw, un-averaged per-sample input gradient: on CIFAR-10 with
 # PreActResNet-18 5000/255 is right, on 8x8 digits with a small CNN the gradient is of
 # another size. fastadv.methods.suggest_alpha measured ~8 on a briefly trained digits model
-# (and ~190 at initialisation, where CE is flat); a = 8 is used here (see docs_train_readme).
+# (and ~190 at initialisation, where CE is flat); a = 8 is used here (README.md, "Defaults that
+# do not transfer from CIFAR").
 E2E_EPS = 0.2
+E2E_EPOCHS = 15
 E2E_METHODS = {
     "standard": {},
     "fast_at": {},
@@ -306,9 +314,6 @@ def e2e_results():
         results[name] = clean_and_pgd_accuracy(model, x_test, y_test, eps=E2E_EPS, steps=20)
     torch.set_num_threads(threads)
     return results
-
-
-E2E_EPOCHS = 15
 
 
 @pytest.mark.parametrize("name", [n for n in E2E_METHODS if n != "standard"])

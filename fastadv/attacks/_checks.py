@@ -6,10 +6,10 @@ type), as everywhere in fastadv.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
+
+from fastadv.ops._validate import check_float
 
 
 def check_model(name: str, model) -> nn.Module:
@@ -20,24 +20,17 @@ def check_model(name: str, model) -> nn.Module:
 
 
 def check_eps(eps) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
-        raise TypeError(f"eps must be a float, got {type(eps).__name__} ({eps!r})")
-    eps = float(eps)
-    if not math.isfinite(eps) or eps < 0:
-        raise ValueError(f"eps must be a finite number >= 0 (pixel units of [0, 1] images, "
-                         f"e.g. 8/255), got {eps!r}")
+    eps = check_float("eps", eps)  # a finite real number, by the ops' rule
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0 (pixel units of [0, 1] images, e.g. 8/255), "
+                         f"got {eps!r}")
     return eps
 
 
 def check_positive_float(name: str, value, *, allow_none: bool = False):
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a float, got {type(value).__name__} ({value!r})")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return value
+    return check_float(name, value, strictly_positive=True)
 
 
 def check_int(name: str, value, *, minimum: int) -> int:
@@ -69,8 +62,3 @@ def check_batch(x, y) -> None:
     if x.device != y.device:
         raise ValueError(f"x is on {x.device} but y is on {y.device}")
 
-
-def check_loss_name(loss) -> str:
-    if loss not in ("ce", "dlr"):
-        raise ValueError(f"loss must be 'ce' or 'dlr', got {loss!r}")
-    return loss

@@ -12,13 +12,8 @@ from typing import Optional, Tuple
 
 import torch
 
+from fastadv._train_data import as_float_images
 from fastadv.attacks._checks import check_batch, check_int
-
-
-def _as_float_pixels(x: torch.Tensor) -> torch.Tensor:
-    if x.dtype == torch.uint8:
-        return x.float().div_(255.0)
-    return x
 
 
 def collect(data, n_examples: Optional[int]) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -26,13 +21,15 @@ def collect(data, n_examples: Optional[int]) -> Tuple[torch.Tensor, torch.Tensor
         check_int("n_examples", n_examples, minimum=1)
     if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
         x, y = data
-        if isinstance(y, torch.Tensor) and x.shape[0] != y.shape[0]:
-            raise ValueError(f"data has mismatched lengths: {x.shape[0]} images but "
-                             f"{y.shape[0]} labels")
-        x, y = x[:n_examples], y[:n_examples] if isinstance(y, torch.Tensor) else y
+        if isinstance(y, torch.Tensor):  # else check_batch names the bad y below
+            if x.shape[0] != y.shape[0]:
+                raise ValueError(f"data has mismatched lengths: {x.shape[0]} images but "
+                                 f"{y.shape[0]} labels")
+            y = y[:n_examples]
+        x = as_float_images(x[:n_examples])
     elif isinstance(getattr(data, "x", None), torch.Tensor) and hasattr(data, "y") \
             and hasattr(data, "num_classes"):
-        x, y = data.x[:n_examples], data.y[:n_examples]
+        x, y = as_float_images(data.x[:n_examples]), data.y[:n_examples]
     elif hasattr(data, "__iter__"):
         if getattr(data, "train", False) is True:
             warnings.warn("evaluating on a loader with train=True: it shuffles, augments and "
@@ -42,8 +39,8 @@ def collect(data, n_examples: Optional[int]) -> Tuple[torch.Tensor, torch.Tensor
         for batch in data:
             if not isinstance(batch, (tuple, list)) or len(batch) < 2:
                 raise TypeError(f"data must yield (x, y) batches, got {type(batch).__name__}")
-            bx, by = batch[0], batch[1]
-            check_batch(_as_float_pixels(bx), by)
+            bx, by = as_float_images(batch[0]), batch[1]
+            check_batch(bx, by)
             xs.append(bx)
             ys.append(by)
             count += bx.shape[0]
@@ -56,7 +53,6 @@ def collect(data, n_examples: Optional[int]) -> Tuple[torch.Tensor, torch.Tensor
     else:
         raise TypeError(f"data must be an (x, y) pair of tensors, a fastadv.data.ImageData or an "
                         f"iterable of (x, y) batches (DataLoader), got {type(data).__name__}")
-    x = _as_float_pixels(x)
     check_batch(x, y)
     if x.shape[0] == 0:
         raise ValueError("data is empty: there are no points to evaluate")

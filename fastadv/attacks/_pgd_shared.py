@@ -7,20 +7,25 @@ from typing import Callable, Iterator, Optional, Tuple
 import torch
 
 from fastadv.attacks import losses
-from fastadv.attacks._checks import (check_batch, check_eps, check_int, check_loss_name,
-                                     check_positive_float)
+from fastadv.attacks._checks import check_batch, check_eps, check_int, check_positive_float
+
+
+def default_alpha(alpha: Optional[float], eps: float) -> float:
+    """The PGD step: ``alpha`` when given, else eps/4 (GradAlign's and Fast-BAT's evaluation
+    code)."""
+    return eps / 4 if alpha is None else alpha
 
 
 def check_pgd_arguments(x, y, *, eps, steps, restarts, alpha, loss, min_steps: int
-                        ) -> Tuple[float, Optional[float], Callable]:
+                        ) -> Tuple[float, float, Callable]:
     """Checks the batch and the PGD settings in the order the attacks document; returns
-    ``(eps, alpha, loss_fn)`` with eps and alpha as floats (alpha None when not given)."""
+    ``(eps, alpha, loss_fn)`` with eps and alpha as floats (alpha eps/4 when not given)."""
     check_batch(x, y)
     eps = check_eps(eps)
     check_int("steps", steps, minimum=min_steps)
     check_int("restarts", restarts, minimum=1)
-    alpha = check_positive_float("alpha", alpha, allow_none=True)
-    return eps, alpha, losses.get(check_loss_name(loss))
+    alpha = default_alpha(check_positive_float("alpha", alpha, allow_none=True), eps)
+    return eps, alpha, losses.get(loss)
 
 
 def unbroken(success: torch.Tensor, restarts: int) -> Iterator[torch.Tensor]:

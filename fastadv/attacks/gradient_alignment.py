@@ -17,7 +17,6 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from fastadv import ops
 from fastadv.attacks._checks import check_batch, check_eps, check_model
@@ -46,8 +45,7 @@ def gradient_alignment(model: Callable, x: torch.Tensor, y: torch.Tensor, eps: f
     if x.shape[0] == 0:
         raise ValueError("x is empty: gradient alignment needs at least one point")
     noisy = ops.random_start(x, eps, clamp=False, generator=generator, backend=backend)
-    use_eval = in_eval_mode and isinstance(model, nn.Module)
-    with (eval_mode(model) if use_eval else contextlib.nullcontext(model)):
+    with (eval_mode(model) if in_eval_mode else contextlib.nullcontext()):
         g_clean = _input_grad(model, x, y)
         g_noisy = _input_grad(model, noisy, y)
     both = (g_clean.norm(dim=1) > 0) & (g_noisy.norm(dim=1) > 0)
@@ -55,4 +53,3 @@ def gradient_alignment(model: Callable, x: torch.Tensor, y: torch.Tensor, eps: f
         return math.nan
     cos = F.cosine_similarity(g_clean[both].double(), g_noisy[both].double(), dim=1)
     return float(cos.mean())
-

@@ -1,23 +1,21 @@
 """Put a model in eval mode for an evaluation and restore exactly the modes it had.
 
-``model.train(previous)`` would flatten a model whose submodules were in mixed modes (e.g. a
-frozen, eval-mode backbone inside a training model), so every submodule's flag is saved and
-restored one by one, also when the evaluation raises.
+The mechanism is the one the training methods use (fastadv.methods._base.bn_mode): every
+submodule's flag is saved and restored one by one, also when the evaluation raises, so a model
+whose submodules were in mixed modes (e.g. a frozen, eval-mode backbone inside a training
+model) keeps them. A model that is a plain callable, not an nn.Module, has no mode to set.
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Callable, ContextManager
 
 from torch import nn
 
+from fastadv.methods._base import bn_mode
 
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    saved = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, training in saved:
-            module.training = training
+
+def eval_mode(model: Callable) -> ContextManager[None]:
+    if isinstance(model, nn.Module):
+        return bn_mode(model, "eval")
+    return contextlib.nullcontext()

@@ -22,7 +22,7 @@ from typing import Callable, Optional, Tuple
 import torch
 
 from fastadv import ops
-from fastadv.attacks._checks import check_model
+from fastadv.attacks._checks import check_eps, check_model
 from fastadv.attacks._pgd_shared import check_pgd_arguments, unbroken
 
 __all__ = ["pgd", "fgsm", "pgd_run"]
@@ -51,20 +51,22 @@ def pgd_run(model: Callable, x: torch.Tensor, y: torch.Tensor, *, eps: float, st
         x_cur = x_cur.detach().requires_grad_(not last)
         with torch.set_grad_enabled(not last):
             logits = model(x_cur)
-        keep = None
+        keep = None  # the points still to attack, when some just broke
         if stop_on_success:
             wrong = logits.detach().argmax(dim=1) != y_cur
-            if bool(wrong.any()):
+            n_wrong = int(wrong.sum())  # the step's one host sync
+            if n_wrong:
                 success[index[wrong]] = True
                 out[index[wrong]] = x_cur.detach()[wrong]
-            keep = ~wrong
-            if last or not bool(keep.any()):
+                keep = ~wrong
+            if last or n_wrong == wrong.numel():
                 break
-            loss = loss_fn(logits[keep], y_cur[keep])
-        else:
+        if keep is None:
             loss = loss_fn(logits, y_cur)
+        else:
+            loss = loss_fn(logits[keep], y_cur[keep])
         grad, = torch.autograd.grad(loss, x_cur)
-        if keep is not None and not bool(keep.all()):
+        if keep is not None:
             x_cur, grad, x_nat, y_cur, index = (t[keep] for t in (x_cur, grad, x_nat, y_cur,
                                                                   index))
         x_cur = ops.pgd_step(x_cur.detach(), grad, x_nat, alpha=alpha, eps=eps,
@@ -82,9 +84,10 @@ def pgd(model: Callable, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps:
         random_start: bool = True, generator: Optional[torch.Generator] = None,
         backend: Optional[str] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """PGD-``steps``-``restarts`` on a batch. Returns ``(x_adv, success)``: ``success[i]``
-    is True when some iterate of some restart is misclassified (``x_adv[i]`` is then that
-    iterate, within the eps-ball and [0, 1]); points misclassified clean count as broken.
-    Restarts only attack the points no earlier restart has broken."""
+    is True when some iterate of some restart, its start included, is misclassified
+    (``x_adv[i]`` is then that iterate, within the eps-ball and [0, 1]); so with
+    ``random_start=False``, or eps = 0 or steps = 0, points misclassified clean count as
+    broken. Restarts only attack the points no earlier restart has broken."""
     check_model("model", model)
     eps, alpha, loss_fn = check_pgd_arguments(x, y, eps=eps, steps=steps, restarts=restarts,
                                               alpha=alpha, loss=loss, min_steps=0)
@@ -93,7 +96,6 @@ def pgd(model: Callable, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps:
         with torch.no_grad():
             success = model(x).argmax(dim=1) != y
         return x.detach().clone(), success
-    alpha = eps / 4 if alpha is None else alpha
     x = x.detach()
     x_adv = x.clone()
     success = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
@@ -111,7 +113,7 @@ def pgd(model: Callable, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps:
 def fgsm(model: Callable, x: torch.Tensor, y: torch.Tensor, *, eps: float, loss: str = "ce",
          backend: Optional[str] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """FGSM: one signed step of size eps from the clean point. Returns ``(x_adv, success)``."""
-    if isinstance(eps, (int, float)) and not isinstance(eps, bool) and eps == 0:
-        return pgd(model, x, y, eps=0.0, steps=0, loss=loss)
-    return pgd(model, x, y, eps=eps, steps=1, restarts=1, alpha=eps, loss=loss,
+    eps = check_eps(eps)
+    # alpha must be > 0; at eps = 0 pgd() takes no step and returns the clean prediction
+    return pgd(model, x, y, eps=eps, steps=1, restarts=1, alpha=eps or None, loss=loss,
                random_start=False, backend=backend)

@@ -66,7 +66,7 @@ def _ray(x: torch.Tensor, d: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
 
 def _bisect(oracle, x, y, d, hi, queries, rtol):
     """Shrink [0, hi] around the decision radius along d (hi adversarial). In place on
-    ``queries``; returns the new hi for every row."""
+    ``queries`` (one count per row); returns the new hi for every row."""
     lo = torch.zeros_like(hi)
     hi = hi.clone()
     rows = torch.arange(x.shape[0], device=x.device)
@@ -79,6 +79,22 @@ def _bisect(oracle, x, y, d, hi, queries, rtol):
         queries[open_rows] += 1
         hi[open_rows] = torch.where(adv, mid, hi[open_rows])
         lo[open_rows] = torch.where(adv, lo[open_rows], mid)
+
+
+def _probe(oracle, x_flat, y, rows, d, radius, used, rtol):
+    """Rays ``d`` of points ``rows`` at ``radius``, one query each; for the hits (adversarial
+    there) the radius is bisected. Updates ``used``; returns the hit mask over ``rows`` and
+    the hits' new radii (None when there is no hit)."""
+    x_rows, y_rows = x_flat[rows], y[rows]
+    hit = oracle.misclassified(_ray(x_rows, d, radius), y_rows)
+    used[rows] += 1
+    if not bool(hit.any()):
+        return hit, None
+    hits = rows[hit]
+    hit_used = used[hits]  # a copy, counted up by the search and written back
+    new_radius = _bisect(oracle, x_rows[hit], y_rows[hit], d[hit], radius[hit], hit_used, rtol)
+    used[hits] = hit_used
+    return hit, new_radius
 
 
 @torch.no_grad()
@@ -118,14 +134,9 @@ def rays(model: Callable, x: torch.Tensor, y: torch.Tensor, *, queries: int = 40
     if todo.numel() > 0 and queries > 1:
         # the starting direction's own radius (a radius above 1 reaches no new box point)
         one = torch.ones(todo.numel(), device=x.device)
-        hit = oracle.misclassified(_ray(x_flat[todo], direction[todo], one), y[todo])
-        used[todo] += 1
-        if bool(hit.any()):
-            rows = todo[hit]
-            sub_used = used[rows].clone()
-            radius[rows] = _bisect(oracle, x_flat[rows], y[rows], direction[rows], one[hit],
-                                   sub_used, rtol)
-            used[rows] = sub_used
+        hit, new_radius = _probe(oracle, x_flat, y, todo, direction[todo], one, used, rtol)
+        if new_radius is not None:
+            radius[todo[hit]] = new_radius
 
     def still_searching():
         active = (used < queries) & (radius > 0)
@@ -144,15 +155,9 @@ def rays(model: Callable, x: torch.Tensor, y: torch.Tensor, *, queries: int = 40
         candidate[:, begin:end].neg_()
         # a radius above 1 reaches no new points of the box, so 1 stands in for "not found"
         probe = radius[active].clamp(max=1.0)
-        x_act, y_act = x_flat[active], y[active]
-        better = oracle.misclassified(_ray(x_act, candidate, probe), y_act)
-        used[active] += 1
-        if bool(better.any()):
+        better, new_radius = _probe(oracle, x_flat, y, active, candidate, probe, used, rtol)
+        if new_radius is not None:
             rows = active[better]
-            sub_used = used[rows].clone()
-            new_radius = _bisect(oracle, x_act[better], y_act[better], candidate[better],
-                                 probe[better], sub_used, rtol)
-            used[rows] = sub_used
             radius[rows] = new_radius
             direction[rows] = candidate[better]
         block += 1

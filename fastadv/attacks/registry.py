@@ -20,12 +20,15 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from fastadv.attacks._checks import check_loss_name, check_positive_float
+from fastadv.attacks import losses
+from fastadv.attacks._checks import check_model, check_positive_float
+from fastadv.attacks._pgd_shared import default_alpha
 from fastadv.attacks.autoattack import autoattack, package_version
 from fastadv.attacks.pgd import fgsm, pgd
 from fastadv.attacks.rays import rays
 from fastadv.attacks.spec import AttackSpec
 from fastadv.attacks.transfer import transfer
+from fastadv.ops._validate import check_bool
 
 __all__ = ["DEFAULT_OPTIONS", "check_options", "BatchOutcome", "run_batch", "settings"]
 
@@ -48,15 +51,14 @@ def check_options(options: Dict[str, Any]) -> Dict[str, Any]:
                         f"{sorted(DEFAULT_OPTIONS)}")
     merged = {**DEFAULT_OPTIONS, **options}
     check_positive_float("alpha", merged["alpha"], allow_none=True)
-    check_loss_name(merged["loss"])
+    losses.get(merged["loss"])  # raises for an unknown loss name
     check_positive_float("rays_rtol", merged["rays_rtol"])
-    if not isinstance(merged["rays_early_stop"], bool):
-        raise TypeError(f"rays_early_stop must be a bool, got {merged['rays_early_stop']!r}")
+    check_bool("rays_early_stop", merged["rays_early_stop"])
     if merged["autoattack_version"] not in ("standard", "plus", "rand"):
         raise ValueError(f"autoattack_version must be 'standard', 'plus' or 'rand', got "
                          f"{merged['autoattack_version']!r}")
-    if merged["surrogate"] is not None and not callable(merged["surrogate"]):
-        raise TypeError(f"surrogate must be a model, got {type(merged['surrogate']).__name__}")
+    if merged["surrogate"] is not None:
+        check_model("surrogate", merged["surrogate"])
     return merged
 
 
@@ -101,8 +103,8 @@ def run_batch(spec: AttackSpec, model, x: torch.Tensor, y: torch.Tensor, *, eps:
 def settings(spec: AttackSpec, options: Dict[str, Any], eps: float) -> Dict[str, Any]:
     """The attack's parameters as they go into the evaluation record."""
     if spec.kind in ("pgd", "transfer"):
-        alpha = options["alpha"] if options["alpha"] is not None else eps / 4
-        out = {"steps": spec.steps, "restarts": spec.restarts, "alpha": alpha,
+        out = {"steps": spec.steps, "restarts": spec.restarts,
+               "alpha": default_alpha(options["alpha"], eps),
                "loss": options["loss"]}
         if spec.kind == "transfer":
             surrogate = options["surrogate"]
@@ -117,6 +119,5 @@ def settings(spec: AttackSpec, options: Dict[str, Any], eps: float) -> Dict[str,
         attacks = options["autoattack_attacks"]
         return {"version": "custom" if attacks else options["autoattack_version"],
                 "attacks": list(attacks) if attacks else None,
-                "package": "pyautoattack", "package_version":
-                    package_version()}
+                "package": "pyautoattack", "package_version": package_version()}
     return {}

@@ -12,6 +12,8 @@ from typing import Callable, Dict
 
 import torch
 
+from fastadv.attacks.spec import BLACK_BOX
+
 __all__ = ["warn_if_probabilities", "warn_if_randomized", "warn_if_outside_box",
            "warn_if_gradient_masking"]
 
@@ -64,7 +66,7 @@ def warn_if_outside_box(x: torch.Tensor, *, atol: float = 1e-6) -> bool:
 def warn_if_gradient_masking(robust: Dict[str, float], kinds: Dict[str, str], n: int) -> bool:
     """``robust``: spec -> robust accuracy; ``kinds``: spec -> attack kind."""
     white = {s: a for s, a in robust.items() if kinds[s] == "pgd"}
-    black = {s: a for s, a in robust.items() if kinds[s] in ("rays", "transfer")}
+    black = {s: a for s, a in robust.items() if kinds[s] in BLACK_BOX}
     if not white or not black:
         return False
     best_white_spec = min(white, key=white.get)

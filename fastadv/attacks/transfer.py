@@ -12,11 +12,9 @@ of any restart is misclassified by the target.
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Callable, Optional, Tuple
 
 import torch
-from torch import nn
 
 from fastadv import ops
 from fastadv.attacks._checks import check_model
@@ -46,9 +44,7 @@ def transfer(model: Callable, surrogate: Callable, x: torch.Tensor, y: torch.Ten
     x_adv = x.clone()
     if eps == 0.0:
         return x_adv, success
-    alpha = eps / 4 if alpha is None else alpha
-    context = eval_mode(surrogate) if isinstance(surrogate, nn.Module) else contextlib.nullcontext()
-    with context:
+    with eval_mode(surrogate):
         for todo in unbroken(success, restarts):
             x_sub, y_sub = x[todo], y[todo]
             start = ops.random_start(x_sub, eps, generator=generator, backend=backend)

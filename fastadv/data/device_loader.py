@@ -18,6 +18,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from fastadv.ops._validate import check_pixels
+
 from .image_data import ImageData
 
 
@@ -178,9 +180,7 @@ def _unpack(data):
         scale = 255.0
     elif x.is_floating_point():
         scale = 1.0
-        if x.numel() and (x.min() < 0 or x.max() > 1):
-            raise ValueError(f"float images must lie in [0, 1], got values in "
-                             f"[{float(x.min()):.4g}, {float(x.max()):.4g}]")
+        check_pixels("x", x)  # no NaN, inside [0, 1]: the ops' rule
     else:
         raise TypeError(f"x must be uint8 (0..255) or floating point in [0, 1], got {x.dtype}")
     if y.numel() and int(y.min()) < 0:

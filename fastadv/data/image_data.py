@@ -7,21 +7,17 @@ the model's Normalize first layer.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
+from fastadv.models.normalize import _as_channel_values
+
 
 def _channel_tuple(values, argument: str, channels: int) -> tuple[float, ...]:
-    try:
-        result = tuple(float(v) for v in values)
-    except TypeError:
-        raise TypeError(f"{argument} must be a sequence of floats, got {values!r}") from None
+    result = _as_channel_values(values, argument)  # the check of Normalize's statistics
     if len(result) != channels:
         raise ValueError(f"{argument} must have one value per channel ({channels}), got {result}")
-    if not all(math.isfinite(v) for v in result):
-        raise ValueError(f"{argument} must be finite, got {result}")
     return result
 
 

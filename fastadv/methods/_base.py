@@ -17,7 +17,7 @@ from typing import Dict, Iterator, NamedTuple
 import torch
 from torch import nn
 
-from fastadv.ops._validate import check_float
+from fastadv.ops._validate import check_choice, check_float
 
 INITS = ("uniform", "normal", "zero")
 BN_MODES = ("train", "eval")
@@ -43,12 +43,6 @@ def check_steps(value) -> int:
     return int(value)
 
 
-def check_option(name: str, value, options) -> str:
-    if value not in options:
-        raise ValueError(f"{name} must be one of {tuple(options)}, got {value!r}")
-    return value
-
-
 @dataclasses.dataclass(frozen=True)
 class Method:
     """Base of every method. Subclasses declare fields and implement ``loss``."""
@@ -71,9 +65,9 @@ class Method:
         if "lam" in fields:
             check_real("lam", self.lam, positive=True)
         if "init" in fields:
-            check_option("init", self.init, INITS)
+            check_choice("init", self.init, INITS)
         if "bn_mode" in fields:
-            check_option("bn_mode", self.bn_mode, BN_MODES)
+            check_choice("bn_mode", self.bn_mode, BN_MODES)
 
     def resolved(self) -> dict:
         """Hyperparameters with eps-dependent defaults filled in (what the run used)."""

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from fastadv import ops
 
-from ._base import Method, StepOutput, bn_mode, check_option, input_grad
+from ._base import Method, StepOutput, bn_mode, check_choice, input_grad
 
 LINEARIZATIONS = ("pgd_nosign", "pgd_sign", "uniform", "corner")
 MASK_TOL = 1e-7
@@ -56,7 +56,7 @@ class FastBAT(Method):
 
     def __post_init__(self):
         super().__post_init__()
-        check_option("linearization", self.linearization, LINEARIZATIONS)
+        check_choice("linearization", self.linearization, LINEARIZATIONS)
 
     def step_size(self) -> float:
         if self.alpha is not None:

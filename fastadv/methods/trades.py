@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from fastadv import ops
 
-from ._base import Method, StepOutput, bn_mode, check_real, input_grad
+from ._base import Method, StepOutput, accuracy, bn_mode, check_real, input_grad
 
 
 def trades_objective(model, x, x_adv, y, beta):
@@ -32,7 +32,7 @@ def trades_objective(model, x, x_adv, y, beta):
     kl = ops.kl_div_logits(logits_adv, logits_nat, reduction="batchmean")
     loss = ce + beta * kl
     metrics = {"ce_clean": ce.detach(), "kl": kl.detach(),
-               "clean_acc": (logits_nat.detach().argmax(1) == y).float().mean()}
+               "clean_acc": accuracy(logits_nat, y)}
     return StepOutput(loss, logits_adv, metrics)
 
 
