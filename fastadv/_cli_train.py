@@ -187,8 +187,7 @@ def _run(args) -> int:
 
     import fastadv
     from fastadv import checkpoint, data, methods, models
-    from fastadv._train_data import as_float_images
-    from fastadv._train_eval import clean_and_pgd_accuracy
+    from fastadv.evaluate import evaluate
 
     try:
         fill_defaults(args, resumed_config(args.resume))
@@ -206,6 +205,7 @@ def _run(args) -> int:
         torch.set_num_threads(1)
     model_name = args.model or defaults["model"]
     extra = {"width": 16, "batch_norm": True} if model_name == "small_cnn" else {}
+    torch.manual_seed(args.seed)  # the initial weights belong to the seeded run too
     if getattr(args, "resumed_model_spec", None):
         model = checkpoint.model_from_spec(args.resumed_model_spec)
     else:
@@ -245,9 +245,10 @@ def _run(args) -> int:
         print(f"fastadv train: {exc}", file=sys.stderr)
         return 2
     best, info = checkpoint.load_model(run_dir, which="best", device=device)
-    x_test, y_test = as_float_images(test_set.x).to(device), test_set.y.to(device)
-    clean, robust = clean_and_pgd_accuracy(best, x_test, y_test, eps=eps or 0.0,
-                                           steps=args.eval_steps, seed=args.seed)
+    # the same evaluation as `fastadv eval RUN --attacks clean,pgd-K`, so the numbers agree
+    record = evaluate(best, test_set, attacks=("clean", f"pgd-{args.eval_steps}"),
+                      eps=eps or 0.0, seed=args.seed, device=device)
+    clean, robust = record["clean_accuracy"], record["robust_accuracy"]
     summary = {"method": method.name, "dataset": args.dataset, "best_epoch": info["epoch"],
                "n_test": len(test_set), "eps": eps, "attack": f"pgd-{args.eval_steps} (step eps/4)",
                "clean_accuracy": clean, "robust_accuracy": robust,

@@ -97,3 +97,17 @@ def test_resume_continues_the_runs_method_and_hyperparameters(tmp_path, capsys):
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
     assert capsys.readouterr().out.count("fastadv train: trades on digits") == 2
+
+
+def test_same_seed_same_weights(tmp_path):
+    """The seed covers the model's initial weights too, not only the training loop."""
+    import torch
+
+    states = []
+    for name in ("a", "b"):
+        torch.manual_seed(len(name) * 1000 + ord(name))  # a different global state each time
+        assert main(["train", "--method", "fast_at", "--epochs", "1", "--no-progress",
+                     "--eval-steps", "1", "--run-dir", str(tmp_path / name)]) == 0
+        states.append(torch.load(tmp_path / name / "checkpoints" / "last.pt",
+                                 weights_only=True)["model_state"])
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
