@@ -18,7 +18,7 @@ from typing import Optional, Tuple
 import torch
 
 from fastadv.data import DeviceLoader, ImageData
-from fastadv.ops._validate import check_pixels
+from fastadv._checks import check_pixels
 
 
 def as_float_images(x: torch.Tensor, name: str = "x") -> torch.Tensor:

@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 import torch
 
 from fastadv.attacks.pgd import pgd
-from fastadv.methods._base import bn_mode
+from fastadv.models.mode import bn_mode
 
 
 def clean_and_pgd_accuracy(model, x: torch.Tensor, y: torch.Tensor, *, eps: float,

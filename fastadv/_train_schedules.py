@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence
 
-from fastadv.ops._validate import check_float
+from fastadv._checks import check_float
 
 SCHEDULES = ("cyclic", "piecewise", "cosine", "constant")
 

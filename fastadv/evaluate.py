@@ -28,8 +28,8 @@ import torch
 from torch import nn
 
 from fastadv.attacks import _inputs, registry, sanity
-from fastadv.attacks._checks import check_eps, check_int, check_model
-from fastadv.attacks.model_mode import eval_mode
+from fastadv._checks import check_eps, check_int, check_model
+from fastadv.models.mode import eval_mode
 from fastadv.attacks.spec import parse_specs
 
 __all__ = ["evaluate"]

@@ -35,9 +35,9 @@ from fastadv._train_eval import clean_and_pgd_accuracy
 from fastadv._train_guard import OverfitGuard
 from fastadv._train_metrics import EpochMeter, peak_memory_mb
 from fastadv._train_schedules import LRSchedule
-from fastadv.attacks._checks import check_int
-from fastadv.methods._base import bn_mode
-from fastadv.ops._validate import check_float
+from fastadv._checks import check_int
+from fastadv.models.mode import bn_mode
+from fastadv._checks import check_float
 
 AMP_MODES = ("bf16", "fp16")
 
@@ -282,14 +282,13 @@ def train(model: nn.Module, method, train_data, *, epochs: int, batch_size: int 
         lr_now = sched(iteration)
         for batch in data.loader:
             x, y = batch_to_device(batch, device)
-            pixel_checks = ops.value_checks(not data.pixels_checked)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             lr_now = sched(iteration)
             for group in opt.param_groups:
                 group["lr"] = lr_now
             opt.zero_grad(set_to_none=True)
-            with pixel_checks, torch.autocast(device.type, dtype=amp_dtype,
+            with torch.autocast(device.type, dtype=amp_dtype,
                                               enabled=amp_dtype is not None):
                 out = method.loss(model, x, y)
             if out.loss.dim() != 0:

@@ -14,7 +14,7 @@ import torch
 from fastadv import attacks
 from fastadv.attacks import fgsm, gradient_alignment, parse_spec, parse_specs, pgd, rays, transfer
 
-from _helpers import TwoClassLinear, linear_problem, net_batch, small_net
+from tests.helpers import TwoClassLinear, linear_problem, net_batch, small_net
 
 
 def test_pgd_matches_closed_form_robust_accuracy():

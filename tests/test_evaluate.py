@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from fastadv import evaluate
 
-from _helpers import TwoClassLinear, linear_problem, net_batch, small_net
+from tests.helpers import TwoClassLinear, linear_problem, net_batch, small_net
 
 
 def net_data(model, n=40, seed=1):

@@ -13,7 +13,7 @@ from typing import Optional, Tuple
 import torch
 
 from fastadv._train_data import as_float_images
-from fastadv.attacks._checks import check_batch, check_int
+from fastadv._checks import check_batch, check_int
 
 
 def collect(data, n_examples: Optional[int]) -> Tuple[torch.Tensor, torch.Tensor]:

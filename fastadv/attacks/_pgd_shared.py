@@ -7,7 +7,7 @@ from typing import Callable, Iterator, Optional, Tuple
 import torch
 
 from fastadv.attacks import losses
-from fastadv.attacks._checks import check_batch, check_eps, check_int, check_positive_float
+from fastadv._checks import check_batch, check_eps, check_int, check_optional_float
 
 
 def default_alpha(alpha: Optional[float], eps: float) -> float:
@@ -24,7 +24,7 @@ def check_pgd_arguments(x, y, *, eps, steps, restarts, alpha, loss, min_steps: i
     eps = check_eps(eps)
     check_int("steps", steps, minimum=min_steps)
     check_int("restarts", restarts, minimum=1)
-    alpha = default_alpha(check_positive_float("alpha", alpha, allow_none=True), eps)
+    alpha = default_alpha(check_optional_float("alpha", alpha, strictly_positive=True), eps)
     return eps, alpha, losses.get(loss)
 
 

@@ -20,7 +20,7 @@ from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 
-from fastadv.attacks._checks import check_batch, check_eps, check_model
+from fastadv._checks import check_batch, check_eps, check_model
 
 __all__ = ["autoattack", "package_version", "INSTALL_HINT", "ATTACK_NAMES", "VERSIONS"]
 

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from fastadv import ops
-from fastadv.attacks._checks import check_batch, check_eps, check_model
-from fastadv.attacks.model_mode import eval_mode
+from fastadv._checks import check_batch, check_eps, check_model
+from fastadv.models.mode import eval_mode
 
 __all__ = ["gradient_alignment"]
 

@@ -22,7 +22,7 @@ from typing import Callable, Optional, Tuple
 import torch
 
 from fastadv import ops
-from fastadv.attacks._checks import check_eps, check_model
+from fastadv._checks import check_eps, check_model
 from fastadv.attacks._pgd_shared import check_pgd_arguments, unbroken
 
 __all__ = ["pgd", "fgsm", "pgd_run"]

@@ -31,8 +31,7 @@ from typing import Callable, Optional
 
 import torch
 
-from fastadv.attacks._checks import (check_batch, check_eps, check_int, check_model,
-                                     check_positive_float)
+from fastadv._checks import check_batch, check_eps, check_float, check_int, check_model
 
 __all__ = ["rays", "RaySResult"]
 
@@ -111,7 +110,7 @@ def rays(model: Callable, x: torch.Tensor, y: torch.Tensor, *, queries: int = 40
     check_model("model", model)
     check_batch(x, y)
     check_int("queries", queries, minimum=1)
-    rtol = check_positive_float("rtol", rtol)
+    rtol = check_float("rtol", rtol, strictly_positive=True)
     if early_stop and eps is None:
         raise ValueError("early_stop=True needs eps")
     if eps is not None:

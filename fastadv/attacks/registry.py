@@ -21,14 +21,14 @@ from typing import Any, Dict, Optional
 import torch
 
 from fastadv.attacks import losses
-from fastadv.attacks._checks import check_model, check_positive_float
+from fastadv._checks import check_model, check_optional_float, check_float
 from fastadv.attacks._pgd_shared import default_alpha
 from fastadv.attacks.autoattack import autoattack, package_version
 from fastadv.attacks.pgd import fgsm, pgd
 from fastadv.attacks.rays import rays
 from fastadv.attacks.spec import AttackSpec
 from fastadv.attacks.transfer import transfer
-from fastadv.ops._validate import check_bool
+from fastadv._checks import check_bool
 
 __all__ = ["DEFAULT_OPTIONS", "check_options", "BatchOutcome", "run_batch", "settings"]
 
@@ -50,9 +50,9 @@ def check_options(options: Dict[str, Any]) -> Dict[str, Any]:
         raise TypeError(f"unknown evaluate() option(s) {unknown}; known options: "
                         f"{sorted(DEFAULT_OPTIONS)}")
     merged = {**DEFAULT_OPTIONS, **options}
-    check_positive_float("alpha", merged["alpha"], allow_none=True)
+    check_optional_float("alpha", merged["alpha"], strictly_positive=True)
     losses.get(merged["loss"])  # raises for an unknown loss name
-    check_positive_float("rays_rtol", merged["rays_rtol"])
+    check_float("rays_rtol", merged["rays_rtol"], strictly_positive=True)
     check_bool("rays_early_stop", merged["rays_early_stop"])
     if merged["autoattack_version"] not in ("standard", "plus", "rand"):
         raise ValueError(f"autoattack_version must be 'standard', 'plus' or 'rand', got "

@@ -17,9 +17,9 @@ from typing import Callable, Optional, Tuple
 import torch
 
 from fastadv import ops
-from fastadv.attacks._checks import check_model
+from fastadv._checks import check_model
 from fastadv.attacks._pgd_shared import check_pgd_arguments, unbroken
-from fastadv.attacks.model_mode import eval_mode
+from fastadv.models.mode import eval_mode
 from fastadv.attacks.pgd import pgd_run
 
 __all__ = ["transfer"]

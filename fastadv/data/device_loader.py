@@ -18,7 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fastadv.ops._validate import check_pixels
+from fastadv._checks import check_pixels
 
 from .image_data import ImageData
 

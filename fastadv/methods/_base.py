@@ -9,15 +9,14 @@ by :meth:`Method.resolved`.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import numbers
 from typing import Dict, Iterator, NamedTuple
 
 import torch
 from torch import nn
 
-from fastadv.ops._validate import check_choice, check_float
+from fastadv._checks import check_choice, check_float, check_int
+from fastadv.models.mode import bn_mode  # noqa: F401  (re-exported to the method files)
 
 INITS = ("uniform", "normal", "zero")
 BN_MODES = ("train", "eval")
@@ -32,17 +31,6 @@ class StepOutput(NamedTuple):
     metrics: Dict[str, torch.Tensor]
 
 
-def check_real(name: str, value, *, low=None, high=None, positive=False) -> float:
-    """A real hyperparameter, checked by the same rules (and messages) as the ops' scalars."""
-    return check_float(name, value, minimum=low, maximum=high, strictly_positive=positive)
-
-
-def check_steps(value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
 @dataclasses.dataclass(frozen=True)
 class Method:
     """Base of every method. Subclasses declare fields and implement ``loss``."""
@@ -54,16 +42,16 @@ class Method:
     def __post_init__(self):
         fields = {f.name for f in dataclasses.fields(self)}
         if "eps" in fields:
-            check_real("eps", self.eps, low=0.0, high=1.0)
+            check_float("eps", self.eps, minimum=0.0, maximum=1.0)
         if "alpha" in fields and self.alpha is not None:
-            check_real("alpha", self.alpha, positive=True)
+            check_float("alpha", self.alpha, strictly_positive=True)
         if "steps" in fields:
-            check_steps(self.steps)
+            check_int("steps", self.steps, minimum=1)
         for name in ("beta", "gamma", "reg"):
             if name in fields and getattr(self, name) is not None:
-                check_real(name, getattr(self, name), low=0.0)
+                check_float(name, getattr(self, name), minimum=0.0)
         if "lam" in fields:
-            check_real("lam", self.lam, positive=True)
+            check_float("lam", self.lam, strictly_positive=True)
         if "init" in fields:
             check_choice("init", self.init, INITS)
         if "bn_mode" in fields:
@@ -75,19 +63,6 @@ class Method:
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
         raise NotImplementedError
-
-
-@contextlib.contextmanager
-def bn_mode(model: nn.Module, mode: str) -> Iterator[None]:
-    """Put the model in train() or eval() while a perturbation is built, then restore each
-    submodule's own flag (a user may keep some BN layers frozen in eval on purpose)."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.train(mode == "train")
-    try:
-        yield
-    finally:
-        for module, flag in flags:
-            module.training = flag
 
 
 def input_grad(loss: torch.Tensor, x_adv: torch.Tensor, *, create_graph: bool = False):

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 from fastadv import ops
 
-from ._base import Method, StepOutput, accuracy, bn_mode, check_real, input_grad
+from ._base import Method, StepOutput, accuracy, bn_mode, input_grad
+from fastadv._checks import check_float
 
 
 def trades_objective(model, x, x_adv, y, beta):
@@ -63,7 +64,7 @@ class TRADES(Method):
 
     def __post_init__(self):
         super().__post_init__()
-        check_real("init_scale", self.init_scale, low=0.0)
+        check_float("init_scale", self.init_scale, minimum=0.0)
 
     def step_size(self) -> float:
         return self.eps / 4 if self.alpha is None else self.alpha

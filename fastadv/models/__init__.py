@@ -7,6 +7,7 @@ variant), WideResNet (WRN-34-10, WRN-16-8, any depth 6n+4), and a small CNN for 
 inputs; activations relu / softplus / swish.
 """
 from .activations import activation_names
+from .mode import bn_mode, eval_mode
 from .normalize import Normalize
 from .preact_resnet import PreActResNet
 from .registry import NormalizedModel, available, extra_arguments, get
@@ -14,5 +15,5 @@ from .resnet import ResNet
 from .small_cnn import SmallCNN
 from .wide_resnet import WideResNet
 
-__all__ = ["get", "available", "extra_arguments", "activation_names", "Normalize",
+__all__ = ["get", "available", "extra_arguments", "bn_mode", "eval_mode", "activation_names", "Normalize",
            "NormalizedModel", "PreActResNet", "ResNet", "WideResNet", "SmallCNN"]

@@ -1,5 +1,5 @@
-"""Models and data shared by the attack and evaluation tests (test_attacks.py,
-test_evaluate.py).
+"""Models and data shared by the attack and evaluation tests
+
 
 A two-class linear model with logits [0, w.x + b] has, for a point away from the pixel box's
 edges, the minimal L-inf adversarial distance |w.x + b| / ||w||_1, so attack results can be
