@@ -3,13 +3,15 @@
 The Triton kernels live in the top-level kernels/ folder but install as fastadv.kernels,
 because a top-level `kernels` package name belongs to another PyPI project.
 
-Compiled modules (DESIGN.md "Build"):
-- ``fastadv._C``: C++/OpenMP kernels from csrc/cpu_*.cpp, pybind11 on raw data pointers, no
+Compiled modules (DESIGN.md "Build"), from csrc/ (one source file per op, named after it;
+headers shared by both modules in csrc/common/):
+- ``fastadv._C``: C++/OpenMP kernels from csrc/cpu/*.cpp, pybind11 on raw data pointers, no
   torch headers (torch is not a build requirement, so build isolation stays cheap).
-- ``fastadv._C_cuda``: CUDA kernels from csrc/cuda_*.cu compiled by nvcc and linked only to
-  the static CUDA runtime, built when nvcc is found. Any failure there prints one warning and
-  drops that module; the CPU install still succeeds. FASTADV_NO_CUDA=1 skips it. The nvcc
-  used is $NVCC, else $CUDA_HOME/bin/nvcc, else nvcc on PATH, else /usr/local/cuda/bin/nvcc.
+- ``fastadv._C_cuda``: CUDA kernels from csrc/cuda/*.cu compiled by nvcc and linked only to
+  the static CUDA runtime (bindings in csrc/cuda/module.cpp), built when nvcc is found. Any
+  failure there prints one warning and drops that module; the CPU install still succeeds.
+  FASTADV_NO_CUDA=1 skips it. The nvcc used is $NVCC, else $CUDA_HOME/bin/nvcc, else nvcc on
+  PATH, else /usr/local/cuda/bin/nvcc.
 """
 import glob
 import os
@@ -198,16 +200,18 @@ class BuildExt(build_ext):
 
 def _extensions():
     # depends: headers (and .cu files) so that editing one rebuilds without --force
+    common = _rel("csrc/common/*.h")
     cpu = Pybind11Extension(
-        CPU_MODULE, _rel("csrc/cpu_*.cpp"), include_dirs=["csrc"], cxx_std=17,
-        depends=_rel("csrc/*.h"), extra_compile_args=CPU_FLAGS + ["-fopenmp"],
+        CPU_MODULE, _rel("csrc/cpu/*.cpp"), include_dirs=["csrc"], cxx_std=17,
+        depends=common + _rel("csrc/cpu/*.h"), extra_compile_args=CPU_FLAGS + ["-fopenmp"],
         extra_link_args=["-fopenmp"])
     exts = [cpu]
-    cuda_sources = _rel("csrc/cuda_*.cu")
+    cuda_sources = _rel("csrc/cuda/*.cu")
     if cuda_sources:
-        cuda = Pybind11Extension(CUDA_MODULE, _rel("csrc/cuda_module.cpp"),
+        cuda = Pybind11Extension(CUDA_MODULE, _rel("csrc/cuda/module.cpp"),
                                  include_dirs=["csrc"], cxx_std=17,
-                                 depends=cuda_sources + _rel("csrc/*.h") + _rel("csrc/*.cuh"))
+                                 depends=(cuda_sources + common + _rel("csrc/cuda/*.h") +
+                                          _rel("csrc/cuda/*.cuh")))
         cuda.cuda_sources = cuda_sources
         exts.append(cuda)
     return exts

@@ -3,7 +3,7 @@
 Every benchmark records the device, torch and triton versions in extra_info, and for memory-
 bound ops the bytes moved per call and the achieved GB/s, to compare with a plain copy of the
 same bytes (the memory-bandwidth yardstick) measured in the same run. CUDA work is
-synchronized inside the timed call (fastadv.opbench.synchronized).
+synchronized inside the timed call (fastadv.ops.benchmark.synchronized).
 """
 import platform
 

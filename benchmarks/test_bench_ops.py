@@ -4,7 +4,7 @@ the reference and >= half the copy's GB/s; measured numbers are in benchmarks/RE
 import pytest
 
 from conftest import DEVICES, record
-from fastadv.opbench import op_cases, synchronized, timed_backends
+from fastadv.ops.benchmark import op_cases, synchronized, timed_backends
 
 CASES = []
 for _device in DEVICES:

@@ -11,7 +11,7 @@ import torch
 
 import fastadv
 from conftest import DEVICES, record
-from fastadv.opbench import synchronized
+from fastadv.ops.benchmark import synchronized
 
 METHODS = ["standard", "fast_at", "pgd2_at", "pgd_at", "trades", "fast_trades",
            "backward_smoothing", "fast_bat", "grad_align"]

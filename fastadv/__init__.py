@@ -4,6 +4,11 @@ Backward Smoothing (Chen et al., AAAI 2022) and Fast-BAT (Zhang et al., ICML 202
 baselines they are measured against, honest robustness evaluation, and fused kernels for the
 per-step work behind :mod:`fastadv.ops`.
 
+Layers (one folder each, DESIGN.md): ``training`` (train(), the one loop), ``evaluation``
+(evaluate()), ``methods`` (one file per method), ``attacks``, ``ops`` (the fused kernels'
+validated front), ``models``, ``data``, ``cli``; ``checkpoint`` is the checkpoint file format
+shared by training, evaluation and users (load_model).
+
 """
 from __future__ import annotations
 
@@ -11,13 +16,12 @@ import importlib
 
 __version__ = "0.1.0"
 
-# Imported eagerly on purpose: the functions share their names with their modules, and binding
-# them here, before anything can import fastadv.train as a module, keeps fastadv.train the
-# function in every import order (the import system sets the attribute only on first load).
-from fastadv.train import train  # noqa: E402
-from fastadv.evaluate import evaluate  # noqa: E402
+from fastadv.training import train  # noqa: E402
+from fastadv.evaluation import evaluate  # noqa: E402
 
-_SUBMODULES = ("ops", "methods", "attacks", "models", "data")
+# imported on first use, so `import fastadv` stays light
+_SUBMODULES = ("ops", "methods", "attacks", "models", "data", "checkpoint", "training",
+               "evaluation", "cli")
 
 __all__ = ["train", "evaluate", *_SUBMODULES, "__version__"]
 

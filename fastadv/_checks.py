@@ -170,3 +170,23 @@ def check_labels(name: str, y: torch.Tensor, num_classes: Optional[int] = None) 
     if lo < 0 or (num_classes is not None and hi >= num_classes):
         bound = f"[0, {num_classes})" if num_classes is not None else ">= 0"
         raise ValueError(f"{name} must lie in {bound}, got labels in [{lo}, {hi}]")
+
+
+def check_channel_values(name: str, values, channels: Optional[int] = None) -> tuple:
+    """Per-channel statistics (a number, a sequence or a tensor) as a tuple of finite floats,
+    with ``channels`` entries when given."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().flatten().tolist()
+    elif isinstance(values, numbers.Real):
+        values = [values]
+    try:
+        result = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a sequence of numbers, got {values!r}") from None
+    if not result:
+        raise ValueError(f"{name} must have one value per channel, got an empty sequence")
+    if not all(math.isfinite(v) for v in result):
+        raise ValueError(f"{name} must be finite, got {result}")
+    if channels is not None and len(result) != channels:
+        raise ValueError(f"{name} must have one value per channel ({channels}), got {result}")
+    return result

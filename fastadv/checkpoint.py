@@ -4,8 +4,8 @@ A run directory holds ``config.json``, ``metrics.jsonl`` and ``checkpoints/{last
 A checkpoint is a torch.save'd dict with at least "model_state", "model_spec" (keyword
 arguments for fastadv.models.get including "name", or None for a user-supplied model),
 "dataset", "epoch" (epochs completed) and "config"; ``last.pt`` also holds what resuming
-needs: optimizer, scaler, iteration, RNG states (torch CPU/CUDA, python, numpy), guard and
-best-so-far state, history.
+needs (fastadv.training.run_state: optimizer, scaler, iteration, RNG states, guard and
+best-so-far state, history).
 
 Atomic write: the bytes go to a temporary file in the same directory, are flushed and
 fsync'ed, then ``os.replace`` swaps the file in; a crash mid-write leaves the previous
@@ -15,12 +15,10 @@ dicts), so checkpoints load with ``weights_only=True``.
 from __future__ import annotations
 
 import os
-import random
 import tempfile
 from pathlib import Path
 from typing import Tuple, Union
 
-import numpy as np
 import torch
 
 CHECKPOINT_NAMES = ("best", "last")
@@ -97,35 +95,3 @@ def model_from_spec(spec: dict) -> torch.nn.Module:
 
     spec = dict(spec)
     return models.get(spec.pop("name"), **spec)
-
-
-def capture_rng() -> dict:
-    """All RNG states a training run draws from, as plain data."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "python": _to_lists(random.getstate()),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng(state: dict) -> None:
-    torch.set_rng_state(state["torch"].cpu())
-    random.setstate(_to_tuples(state["python"]))
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"],
-                         n["has_gauss"], n["cached_gaussian"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
-def _to_lists(value):
-    return [_to_lists(v) for v in value] if isinstance(value, (tuple, list)) else value
-
-
-def _to_tuples(value):
-    return tuple(_to_tuples(v) for v in value) if isinstance(value, list) else value

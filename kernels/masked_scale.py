@@ -1,7 +1,7 @@
 """Masked scaling v = H ⊙ g · scale in one pass.
 
 Fast-BAT (Zhang et al., ICML 2022) forms the implicit-gradient vector v = H_C ⊙ g_z / lambda
-from the box-constraint mask H_C (see pgd_step_mask.py). Reference formula
+from the box-constraint mask H_C (see pgd_step_with_mask.py). Reference formula
 (fastadv/ops/reference.py, masked_scale):
 
     out = g * H * scale
@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._launch import ELEMENTWISE_BLOCK, ELEMENTWISE_WARPS, elementwise_grid, on_device
+from fastadv.kernels import ELEMENTWISE_BLOCK, ELEMENTWISE_WARPS
 
 
 @triton.jit
@@ -36,7 +36,5 @@ def masked_scale(g, mask, out, *, scale):
     if mask.dtype == torch.bool:
         # Viewed as bytes: bool pointers are not handled alike by every Triton backend.
         mask = mask.view(torch.uint8)
-    with on_device(out):
-        _masked_scale_kernel[elementwise_grid(numel)](
-            g, mask, out, numel, float(scale),
-            BLOCK=ELEMENTWISE_BLOCK, num_warps=ELEMENTWISE_WARPS)
+    _masked_scale_kernel[(triton.cdiv(numel, ELEMENTWISE_BLOCK),)](
+        g, mask, out, numel, float(scale), BLOCK=ELEMENTWISE_BLOCK, num_warps=ELEMENTWISE_WARPS)

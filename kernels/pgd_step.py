@@ -14,18 +14,63 @@ One read of x_adv, g and x and one write of x_adv' per element; `out` may alias 
 Arithmetic is float32, but every intermediate the reference holds in a tensor
 (alpha * s, the sum, x - eps, x + eps) is rounded to the tensor dtype, and the scalars
 alpha and eps are rounded to it first exactly where torch's float16 / bfloat16 kernels
-round them (asked of torch once, see _launch.like_torch). For float32 all that rounding is
+round them (asked of torch once, :func:`like_torch`). For float32 all that rounding is
 the identity; for half types it makes the step bitwise equal to the reference, and with it
-Fast-BAT's mask (see pgd_step_mask.py), which flips on a coordinate exactly on a face when
-the step is off by one half-precision ulp. FMA contraction is off for the same reason.
+Fast-BAT's mask (see pgd_step_with_mask.py, which reuses this step), which flips on a
+coordinate exactly on a face when the step is off by one half-precision ulp. FMA contraction
+is off for the same reason.
 """
 from __future__ import annotations
 
+import functools
+
+import torch
 import triton
 import triton.language as tl
 
-from ._launch import (ELEMENTWISE_BLOCK, ELEMENTWISE_WARPS, NO_FP_FUSION, elementwise_grid,
-                      like_torch, on_device)
+from fastadv.kernels import ELEMENTWISE_BLOCK, ELEMENTWISE_WARPS, NO_FP_FUSION
+
+
+@functools.lru_cache(maxsize=256)
+def scalar_as(value: float, dtype: torch.dtype) -> float:
+    """``value`` rounded to ``dtype`` (exactly representable in float32 for every dtype the
+    kernels take)."""
+    return float(torch.tensor(value, dtype=dtype).item())
+
+
+_PROBE_SCALAR = 0.3  # not representable in float16 / bfloat16
+
+
+@functools.lru_cache(maxsize=None)
+def torch_rounds_scalar(op: str, dtype: torch.dtype, device_type: str) -> bool:
+    """Whether torch rounds a Python scalar to ``dtype`` before ``tensor <op> scalar``
+    ("add" or "mul") on ``device_type``. For half types torch's CPU add does and its CPU
+    multiply does not, and that is a property of each kernel, not a rule, so a kernel that
+    mirrors the reference bit for bit asks torch once per (op, dtype, device) instead."""
+    if dtype == torch.float32:
+        return False  # rounding to float32 is what a float32 kernel argument does anyway
+    device = torch.device(device_type)
+    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        return op == "add"  # cannot synchronise inside a CUDA graph capture; CPU's answer
+    values = (torch.arange(1, 257, dtype=torch.float32) / 7).to(dtype)
+    rounded = scalar_as(_PROBE_SCALAR, dtype)
+    if op == "add":
+        got = values.to(device) + _PROBE_SCALAR
+        if_rounded = (values.float() + rounded).to(dtype)
+    elif op == "mul":
+        got = values.to(device) * _PROBE_SCALAR
+        if_rounded = (values.float() * rounded).to(dtype)
+    else:
+        raise ValueError(f"op must be 'add' or 'mul', got {op!r}")
+    return bool(torch.equal(got.cpu(), if_rounded))
+
+
+def like_torch(op: str, value: float, tensor: torch.Tensor) -> float:
+    """The scalar a kernel should use where the reference computes ``tensor <op> value``."""
+    value = float(value)
+    if torch_rounds_scalar(op, tensor.dtype, tensor.device.type):
+        return scalar_as(value, tensor.dtype)
+    return value
 
 
 @triton.jit
@@ -53,7 +98,7 @@ def step_block(x_adv_ptr, grad_ptr, x_ptr, out_ptr, numel, alpha, eps,
                SIGN: tl.constexpr, BLOCK: tl.constexpr):
     """One program's block of the step: reads x_adv, g and x, stores x_adv' into out and
     returns (offs, inside, x, x_adv') for a kernel that fuses more work on the same block
-    (pgd_step_mask.py); x and x_adv' are float32 holding the out dtype's values."""
+    (pgd_step_with_mask.py); x and x_adv' are float32 holding the out dtype's values."""
     # int64 offsets: a batch of large images can exceed 2**31 elements.
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     inside = offs < numel
@@ -77,8 +122,6 @@ def pgd_step(x_adv, grad, x, out, *, alpha, eps, sign):
     numel = out.numel()
     if numel == 0:
         return
-    with on_device(out):
-        _pgd_step_kernel[elementwise_grid(numel)](
-            x_adv, grad, x, out, numel, like_torch("mul", alpha, out), like_torch("add", eps, out),
-            SIGN=bool(sign), BLOCK=ELEMENTWISE_BLOCK, num_warps=ELEMENTWISE_WARPS,
-            **NO_FP_FUSION)
+    _pgd_step_kernel[(triton.cdiv(numel, ELEMENTWISE_BLOCK),)](
+        x_adv, grad, x, out, numel, like_torch("mul", alpha, out), like_torch("add", eps, out),
+        SIGN=bool(sign), BLOCK=ELEMENTWISE_BLOCK, num_warps=ELEMENTWISE_WARPS, **NO_FP_FUSION)

@@ -9,8 +9,8 @@ al., ICML 2022) start from uniform or small Gaussian noise. Reference formula
     "normal":   out = x + scale * N(0, 1)
     clamp:      out = clip01(out)
 
-The noise is Philox (counter-based), keyed by a seed drawn from the caller's torch
-generator, so the draw is reproducible under torch.manual_seed but is a different stream
+The noise is Philox (counter-based), keyed by the seed fastadv.ops drew from the caller's
+torch generator, so the draw is reproducible under torch.manual_seed but is a different stream
 from torch.rand's. One Philox call gives four 32-bit words, so each program takes its
 elements as four contiguous quarters that share one counter per lane: a quarter of the
 Philox work of one call per element, and every access still coalesced.
@@ -23,7 +23,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._launch import ELEMENTWISE_BLOCK, ELEMENTWISE_WARPS, elementwise_grid, on_device
+from fastadv.kernels import ELEMENTWISE_BLOCK, ELEMENTWISE_WARPS
 
 _SEED_BITS = 63
 
@@ -72,7 +72,7 @@ def _random_start_kernel(x_ptr, out_ptr, numel, seed, magnitude,
     _perturb_quarter(x_ptr, out_ptr, base + 3 * QUARTER, numel, n3, magnitude, CLAMP)
 
 
-def random_start(x, out, *, eps, kind, scale, clamp, generator):
+def random_start(x, out, *, eps, kind, scale, clamp, seed):
     """Backend contract of fastadv.ops: out = x + noise (then clip01 when ``clamp``)."""
     if kind == "zero":
         # No noise to draw; kept here so the backend serves every kind the public op takes.
@@ -83,12 +83,8 @@ def random_start(x, out, *, eps, kind, scale, clamp, generator):
     numel = out.numel()
     if numel == 0:
         return
-    # Imported here so that importing the kernels never imports fastadv.ops (no cycle).
-    from fastadv.ops._dispatch import seed_from
-    seed = seed_from(generator) % (1 << _SEED_BITS)
     magnitude = float(eps) if kind == "uniform" else float(scale)
-    with on_device(out):
-        _random_start_kernel[elementwise_grid(numel)](
-            x, out, numel, seed, magnitude,
-            NORMAL=(kind == "normal"), CLAMP=bool(clamp),
-            BLOCK=ELEMENTWISE_BLOCK, num_warps=ELEMENTWISE_WARPS)
+    _random_start_kernel[(triton.cdiv(numel, ELEMENTWISE_BLOCK),)](
+        x, out, numel, int(seed) % (1 << _SEED_BITS), magnitude,
+        NORMAL=(kind == "normal"), CLAMP=bool(clamp),
+        BLOCK=ELEMENTWISE_BLOCK, num_warps=ELEMENTWISE_WARPS)

@@ -20,7 +20,8 @@ from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 
-from fastadv._checks import check_batch, check_eps, check_model
+from fastadv._checks import (check_batch, check_choice, check_eps, check_int, check_model,
+                             check_pixels)
 
 __all__ = ["autoattack", "package_version", "INSTALL_HINT", "ATTACK_NAMES", "VERSIONS"]
 
@@ -51,13 +52,19 @@ def autoattack(model: Callable, x: torch.Tensor, y: torch.Tensor, *, eps: float,
                seed: int = 0, batch_size: Optional[int] = None
                ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Run AutoAttack (L-inf) on a batch. ``attacks`` (a subset of ATTACK_NAMES) selects the
-    package's "custom" version. Returns ``(x_adv, success)``."""
+    package's "custom" version. Arguments, pixel values included, are checked once per call,
+    before the package is imported. Returns ``(x_adv, success)``."""
     check_model("model", model)
     check_batch(x, y)
+    check_pixels("x", x)
     eps = check_eps(eps)
-    if version not in VERSIONS:
-        raise ValueError(f"version must be one of {VERSIONS}, got {version!r}")
+    check_choice("version", version, VERSIONS)
+    check_int("seed", seed, minimum=0)
+    if batch_size is not None:
+        check_int("batch_size", batch_size, minimum=1)
     if attacks is not None:
+        if isinstance(attacks, str):  # list("apgd-ce") would be a list of letters
+            raise TypeError(f"attacks must be a list of attack names, got str ({attacks!r})")
         attacks = list(attacks)
         unknown = [a for a in attacks if a not in ATTACK_NAMES]
         if not attacks or unknown:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from fastadv import ops
-from fastadv._checks import check_batch, check_eps, check_model
+from fastadv._checks import check_batch, check_bool, check_eps, check_model, check_pixels
 from fastadv.models.mode import eval_mode
 
 __all__ = ["gradient_alignment"]
@@ -41,7 +41,9 @@ def gradient_alignment(model: Callable, x: torch.Tensor, y: torch.Tensor, eps: f
     mode and its modes are restored afterwards."""
     check_model("model", model)
     check_batch(x, y)
+    check_pixels("x", x)
     eps = check_eps(eps)
+    check_bool("in_eval_mode", in_eval_mode)
     if x.shape[0] == 0:
         raise ValueError("x is empty: gradient alignment needs at least one point")
     noisy = ops.random_start(x, eps, clamp=False, generator=generator, backend=backend)

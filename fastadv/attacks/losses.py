@@ -12,8 +12,16 @@ which only matters for non-sign steps but costs nothing for sign steps.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
+
+from fastadv._checks import check_choice
+
+__all__ = ["NAMES", "cross_entropy_sum", "dlr_sum", "get"]
+
+NAMES = ("ce", "dlr")
 
 
 def cross_entropy_sum(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -33,9 +41,7 @@ def dlr_sum(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (-(true_logit - best_other) / spread).sum()
 
 
-def get(name: str):
-    if name == "ce":
-        return cross_entropy_sum
-    if name == "dlr":
-        return dlr_sum
-    raise ValueError(f"loss must be 'ce' or 'dlr', got {name!r}")
+def get(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The loss called ``name`` (one of NAMES); the check of every attack's ``loss=``."""
+    check_choice("loss", name, NAMES)
+    return cross_entropy_sum if name == "ce" else dlr_sum

@@ -11,9 +11,11 @@ result is the per-point worst case over restarts.
 FGSM (Goodfellow et al., "Explaining and Harnessing Adversarial Examples", ICLR 2015):
 one step x' = clip01(x + eps * sign(grad_x L(f(x), y))) from the clean point.
 
-Steps and starts go through fastadv.ops (pgd_step, random_start); gradients are taken with
+Steps and starts go through fastadv.ops (pgd_step, random_start); the run itself lives in
+_pgd_shared.py, shared with the transfer attack. Gradients are taken with
 torch.autograd.grad w.r.t. the input only, so no parameter gradient is ever accumulated.
-The caller chooses the model mode (evaluate() uses eval mode).
+Arguments, pixel values included, are checked once per call, never per step. The caller
+chooses the model mode (fastadv.evaluate() uses eval mode).
 """
 from __future__ import annotations
 
@@ -22,61 +24,10 @@ from typing import Callable, Optional, Tuple
 import torch
 
 from fastadv import ops
-from fastadv._checks import check_eps, check_model
-from fastadv.attacks._pgd_shared import check_pgd_arguments, unbroken
+from fastadv._checks import check_bool, check_eps, check_model
+from fastadv.attacks._pgd_shared import check_pgd_arguments, pgd_run, unbroken
 
-__all__ = ["pgd", "fgsm", "pgd_run"]
-
-
-def pgd_run(model: Callable, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps: int,
-            alpha: float, loss_fn: Callable, start: Optional[torch.Tensor],
-            stop_on_success: bool = True, backend: Optional[str] = None
-            ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """One PGD run from ``start`` (x itself when None); arguments are trusted.
-
-    With ``stop_on_success`` a point leaves the batch at its first misclassified iterate
-    (which is returned for it): there is nothing left to find for it, and dropping it makes
-    later steps cheaper. Without it every point takes all K steps and the last iterate is
-    returned (what a transfer attack needs). Returns ``(x_adv, success)``; ``success`` is
-    all False when ``stop_on_success`` is off.
-    """
-    out = (x if start is None else start).detach().clone()
-    success = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-    index = torch.arange(x.shape[0], device=x.device)
-    x_cur, x_nat, y_cur = out.clone(), x.detach(), y
-    for step in range(steps + 1):
-        last = step == steps
-        if last and not stop_on_success:
-            break
-        x_cur = x_cur.detach().requires_grad_(not last)
-        with torch.set_grad_enabled(not last):
-            logits = model(x_cur)
-        keep = None  # the points still to attack, when some just broke
-        if stop_on_success:
-            wrong = logits.detach().argmax(dim=1) != y_cur
-            n_wrong = int(wrong.sum())  # the step's one host sync
-            if n_wrong:
-                success[index[wrong]] = True
-                out[index[wrong]] = x_cur.detach()[wrong]
-                keep = ~wrong
-            if last or n_wrong == wrong.numel():
-                break
-        if keep is None:
-            loss = loss_fn(logits, y_cur)
-        else:
-            loss = loss_fn(logits[keep], y_cur[keep])
-        grad, = torch.autograd.grad(loss, x_cur)
-        if keep is not None:
-            x_cur, grad, x_nat, y_cur, index = (t[keep] for t in (x_cur, grad, x_nat, y_cur,
-                                                                  index))
-        x_cur = ops.pgd_step(x_cur.detach(), grad, x_nat, alpha=alpha, eps=eps,
-                             backend=backend)
-        if not stop_on_success:
-            out = x_cur
-    if stop_on_success:
-        still = ~success[index]
-        out[index[still]] = x_cur.detach()[still]
-    return out.detach(), success
+__all__ = ["pgd", "fgsm"]
 
 
 def pgd(model: Callable, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps: int = 20,
@@ -91,6 +42,7 @@ def pgd(model: Callable, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps:
     check_model("model", model)
     eps, alpha, loss_fn = check_pgd_arguments(x, y, eps=eps, steps=steps, restarts=restarts,
                                               alpha=alpha, loss=loss, min_steps=0)
+    check_bool("random_start", random_start)
     if eps == 0.0 or steps == 0:
         # no step can move the point: the attack reduces to the clean prediction
         with torch.no_grad():

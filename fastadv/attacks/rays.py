@@ -31,7 +31,8 @@ from typing import Callable, Optional
 
 import torch
 
-from fastadv._checks import check_batch, check_eps, check_float, check_int, check_model
+from fastadv._checks import (check_batch, check_bool, check_eps, check_float, check_int,
+                             check_model, check_pixels)
 
 __all__ = ["rays", "RaySResult"]
 
@@ -105,12 +106,15 @@ def rays(model: Callable, x: torch.Tensor, y: torch.Tensor, *, queries: int = 40
     A point stops once it has spent ``queries``; a binary search begun under the budget is
     finished, so the count can overrun by the length of one search (about 10 queries).
     ``eps`` is only needed with ``early_stop=True`` (stop a point once its radius is <= eps,
-    enough for robust accuracy but not for ADBD). The search is deterministic.
+    enough for robust accuracy but not for ADBD). The search is deterministic. Arguments,
+    pixel values included, are checked once per call.
     """
     check_model("model", model)
     check_batch(x, y)
+    check_pixels("x", x)
     check_int("queries", queries, minimum=1)
     rtol = check_float("rtol", rtol, strictly_positive=True)
+    check_bool("early_stop", early_stop)
     if early_stop and eps is None:
         raise ValueError("early_stop=True needs eps")
     if eps is not None:

@@ -8,7 +8,8 @@ uninformative and its PGD robust accuracy is not to be trusted.
 Each restart runs the full K steps of PGD (Madry et al. 2018, uniform start, signed steps
 through fastadv.ops) on the surrogate, without stopping when the surrogate is fooled, since a
 stronger surrogate example transfers better; a point counts as broken when the final example
-of any restart is misclassified by the target.
+of any restart is misclassified by the target. The PGD run is the one pgd.py uses
+(_pgd_shared.py); arguments, pixel values included, are checked once per call.
 """
 from __future__ import annotations
 
@@ -18,9 +19,8 @@ import torch
 
 from fastadv import ops
 from fastadv._checks import check_model
-from fastadv.attacks._pgd_shared import check_pgd_arguments, unbroken
+from fastadv.attacks._pgd_shared import check_pgd_arguments, pgd_run, unbroken
 from fastadv.models.mode import eval_mode
-from fastadv.attacks.pgd import pgd_run
 
 __all__ = ["transfer"]
 

@@ -8,9 +8,10 @@
 Images reach the methods in [0, 1]; normalization (ImageData.mean / .std) lives in the model.
 """
 from .cifar import default_root
+from .convert import as_float_images
 from .device_loader import DeviceLoader, default_crop_padding, random_crop, random_flip
 from .image_data import ImageData
 from .loading import available, load
 
-__all__ = ["load", "available", "ImageData", "DeviceLoader", "default_root",
+__all__ = ["load", "available", "ImageData", "DeviceLoader", "as_float_images", "default_root",
            "default_crop_padding", "random_crop", "random_flip"]

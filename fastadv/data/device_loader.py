@@ -18,7 +18,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fastadv._checks import check_pixels
+from fastadv._checks import (check_bool, check_int, check_label_tensor, check_labels,
+                             check_pixels)
 
 from .image_data import ImageData
 
@@ -67,12 +68,9 @@ class DeviceLoader:
     def __init__(self, data, batch_size: int, *, train: bool = True, device="cpu",
                  seed: int = 0, crop_padding=None, flip=None):
         images, labels, num_classes, mean, std, name = _unpack(data)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if not isinstance(train, bool):
-            raise TypeError(f"train must be a bool, got {train!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {seed!r}")
+        check_int("batch_size", batch_size, minimum=1)
+        check_bool("train", train)
+        check_int("seed", seed)
         n = images.shape[0]
         if n == 0:
             raise ValueError("data is empty: a DeviceLoader needs at least one image")
@@ -82,12 +80,10 @@ class DeviceLoader:
         _, channels, height, width = images.shape
         if crop_padding is None:
             crop_padding = default_crop_padding(height, width)
-        if isinstance(crop_padding, bool) or not isinstance(crop_padding, int) or crop_padding < 0:
-            raise ValueError(f"crop_padding must be None or an integer >= 0, got {crop_padding!r}")
+        check_int("crop_padding", crop_padding, minimum=0)
         if flip is None:
             flip = channels == 3 and name != "digits"
-        if not isinstance(flip, bool):
-            raise TypeError(f"flip must be None or a bool, got {flip!r}")
+        check_bool("flip", flip)
 
         self.device = torch.device(device)
         # the one transfer of the whole set; uint8 stays uint8 (4x less device memory)
@@ -113,8 +109,7 @@ class DeviceLoader:
 
     def set_epoch(self, epoch: int) -> None:
         """The next iteration draws the shuffle and augmentation of `epoch`."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"epoch must be an integer >= 0, got {epoch!r}")
+        check_int("epoch", epoch, minimum=0)
         self.epoch = epoch
 
     def __iter__(self):
@@ -170,21 +165,17 @@ def _unpack(data):
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         raise TypeError(f"x must be a tensor [N, C, H, W], got "
                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-    if not isinstance(y, torch.Tensor) or y.dim() != 1 or y.is_floating_point() \
-            or y.dtype == torch.bool:
-        raise TypeError(f"y must be a 1-D integer tensor of labels, got "
-                        f"{y.dtype if isinstance(y, torch.Tensor) else type(y).__name__}")
+    check_label_tensor("y", y)
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y must have the same length, got {x.shape[0]} and {y.shape[0]}")
     if x.dtype == torch.uint8:
         scale = 255.0
     elif x.is_floating_point():
         scale = 1.0
-        check_pixels("x", x)  # no NaN, inside [0, 1]: the ops' rule
+        check_pixels("x", x)  # once, where the data enters: no NaN, inside [0, 1]
     else:
         raise TypeError(f"x must be uint8 (0..255) or floating point in [0, 1], got {x.dtype}")
-    if y.numel() and int(y.min()) < 0:
-        raise ValueError(f"labels must be >= 0, got a minimum of {int(y.min())}")
+    check_labels("labels", y)
     num_classes = max(int(y.max()) + 1, 2) if y.numel() else 2
     if x.numel():
         # per-channel statistics of the pair itself, for the model's Normalize layer

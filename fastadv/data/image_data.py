@@ -11,14 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fastadv.models.normalize import _as_channel_values
-
-
-def _channel_tuple(values, argument: str, channels: int) -> tuple[float, ...]:
-    result = _as_channel_values(values, argument)  # the check of Normalize's statistics
-    if len(result) != channels:
-        raise ValueError(f"{argument} must have one value per channel ({channels}), got {result}")
-    return result
+from fastadv._checks import check_channel_values, check_int, check_label_tensor, check_labels
 
 
 @dataclass(eq=False)
@@ -36,24 +29,15 @@ class ImageData:
         if not isinstance(self.x, torch.Tensor) or self.x.dtype != torch.uint8 or self.x.dim() != 4:
             raise TypeError(f"x must be a uint8 tensor [N, C, H, W], got "
                             f"{_describe(self.x)}")
-        if not isinstance(self.y, torch.Tensor) or self.y.dim() != 1 or self.y.is_floating_point() \
-                or self.y.is_complex() or self.y.dtype == torch.bool:
-            raise TypeError(f"y must be a 1-D integer tensor of labels, got {_describe(self.y)}")
-        self.y = self.y.long()
+        self.y = check_label_tensor("y", self.y).long()
         if self.x.shape[0] != self.y.shape[0]:
             raise ValueError(f"x and y must have the same length, got {self.x.shape[0]} images "
                              f"and {self.y.shape[0]} labels")
-        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) \
-                or self.num_classes < 2:
-            raise ValueError(f"num_classes must be an integer >= 2, got {self.num_classes!r}")
-        if len(self.y):
-            low, high = int(self.y.min()), int(self.y.max())
-            if low < 0 or high >= self.num_classes:
-                raise ValueError(f"labels must lie in [0, num_classes={self.num_classes}), "
-                                 f"got labels in [{low}, {high}]")
+        check_int("num_classes", self.num_classes, minimum=2)
+        check_labels("labels", self.y, self.num_classes)
         channels = self.x.shape[1]
-        self.mean = _channel_tuple(self.mean, "mean", channels)
-        self.std = _channel_tuple(self.std, "std", channels)
+        self.mean = check_channel_values("mean", self.mean, channels)
+        self.std = check_channel_values("std", self.std, channels)
         if any(s <= 0 for s in self.std):
             raise ValueError(f"std must be > 0 in every channel, got {self.std}")
         if not isinstance(self.name, str):

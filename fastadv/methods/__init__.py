@@ -4,11 +4,12 @@
     method = fastadv.methods.get("backward_smoothing", eps=8/255, beta=8)
     out = method.loss(model, x, y); out.loss.backward()
 
-Names (papers in each module's docstring): standard, fast_at (Wong et al. 2020), pgd_at and
-pgd2_at (Madry et al. 2018; Rice et al. 2020), trades (Zhang et al. 2019), fast_trades,
-backward_smoothing (Chen et al. 2022), fast_bat (Zhang et al. 2022), grad_align
-(Andriushchenko & Flammarion 2020). Field names are shared: eps, alpha, steps, beta, gamma,
-lam, reg, init, bn_mode.
+Names (each class's docstring gives the paper, its arXiv id, the official repository, the
+update and every field's unit, default and source): standard, fast_at (Wong et al. 2020),
+pgd_at and pgd2_at (Madry et al. 2018; Rice et al. 2020; Zhang et al. 2022), trades (Zhang
+et al. 2019), fast_trades and backward_smoothing (Chen et al. 2022), fast_bat (Zhang et al.
+2022), grad_align (Andriushchenko & Flammarion 2020), n_fgsm (de Jorge et al. 2022). Field
+names are shared: eps, alpha, steps, beta, gamma, lam, reg, init, bn_mode, noise, clip.
 """
 from __future__ import annotations
 
@@ -21,16 +22,18 @@ from .fast_at import FastAT
 from .fast_bat import LINEARIZATIONS, FastBAT, suggest_alpha
 from .fast_trades import FastTRADES
 from .grad_align import GradAlign
+from .n_fgsm import NFGSM
 from .pgd_at import PGD2AT, PGDAT
 from .standard import Standard
 from .trades import TRADES
 
 _REGISTRY: Dict[str, Type[Method]] = {cls.name: cls for cls in (
-    Standard, FastAT, PGDAT, PGD2AT, TRADES, FastTRADES, BackwardSmoothing, FastBAT, GradAlign)}
+    Standard, FastAT, PGDAT, PGD2AT, TRADES, FastTRADES, BackwardSmoothing, FastBAT, GradAlign,
+    NFGSM)}
 
 __all__ = ["get", "available", "fields", "Method", "StepOutput", "Standard", "FastAT", "PGDAT",
            "PGD2AT", "TRADES", "FastTRADES", "BackwardSmoothing", "FastBAT", "GradAlign",
-           "suggest_alpha", "INITS", "BN_MODES", "LINEARIZATIONS"]
+           "NFGSM", "suggest_alpha", "INITS", "BN_MODES", "LINEARIZATIONS"]
 
 
 def available() -> Tuple[str, ...]:

@@ -1,22 +1,25 @@
-"""What every training method shares: the StepOutput it returns, hyperparameter checks, and
-the batch-norm mode switch used while a perturbation is built.
+"""What every training method shares: the StepOutput it returns, its hyperparameter checks,
+and two small autograd helpers.
 
 A method is a frozen dataclass whose fields are its hyperparameters (shared names: eps,
-alpha, steps, beta, gamma, lam, reg, init, bn_mode) and whose ``loss(model, x, y)`` returns
-ONE scalar whose parameter gradient is the method's update direction (DESIGN.md, layer 1).
-Hyperparameters that depend on eps (alpha, reg) may be left None and are resolved from eps
-by :meth:`Method.resolved`.
+alpha, steps, beta, gamma, lam, reg, init, bn_mode, noise, clip) and whose
+``loss(model, x, y)`` returns ONE scalar whose parameter gradient is the method's update
+direction (DESIGN.md, layer 1). Hyperparameters that depend on eps (alpha, reg) may be left
+None and are resolved from eps by :meth:`Method.resolved`.
+
+Checks follow fastadv's rule (fastadv._checks): a wrong type raises TypeError, a wrong value
+ValueError, and the message names the field and the value. The batch-norm mode switch the
+methods use while they build a perturbation lives in :mod:`fastadv.models.mode`.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Iterator, NamedTuple
+from typing import Dict, NamedTuple
 
 import torch
 from torch import nn
 
-from fastadv._checks import check_choice, check_float, check_int
-from fastadv.models.mode import bn_mode  # noqa: F401  (re-exported to the method files)
+from fastadv._checks import check_choice, check_eps, check_float, check_int
 
 INITS = ("uniform", "normal", "zero")
 BN_MODES = ("train", "eval")
@@ -42,7 +45,7 @@ class Method:
     def __post_init__(self):
         fields = {f.name for f in dataclasses.fields(self)}
         if "eps" in fields:
-            check_float("eps", self.eps, minimum=0.0, maximum=1.0)
+            check_eps(self.eps)
         if "alpha" in fields and self.alpha is not None:
             check_float("alpha", self.alpha, strictly_positive=True)
         if "steps" in fields:

@@ -1,18 +1,6 @@
 """Backward Smoothing - Chen, Cheng, Gan, Gu, Liu, "Efficient robust training via backward
-smoothing", AAAI 2022.
-
-Perturbation (BN in eval mode, bn_mode="eval"), no random start:
-    l_nat  = f(x)                                  (eval, detached)
-    psi    = gamma * U(-1, 1)  of shape [B, classes], added to the LOGITS
-    x1 = P(x - alpha * sign(grad_x KL(softmax(l_nat + psi) || softmax(f(x_adv)))) at x_adv = x)
-         (eq. 4.4: one signed step DOWN the KL toward the noisy target, the backward-smoothing
-          initialisation; the forward at x_adv = x is the clean eval forward, reused)
-    x2 = P(x1 + alpha * sign(grad KL(softmax(l_nat) || softmax(f(x1)))))   (eq. 4.5)
-    alpha = eps, so x2 - x is in {-eps, 0, +eps} before the box clamp.
-Loss (train mode; clean KL argument not detached):
-    CE(f(x), y) + beta * KL_sum(softmax(f(x)) || softmax(f(x2))) / B,   beta = 10, gamma = 1
-Passes: 2 eval forwards + 2 input-only backwards, 2 train forwards + 1 backward.
-"""
+smoothing", AAAI 2022. The update and its defaults are documented on
+:class:`BackwardSmoothing`."""
 from __future__ import annotations
 
 import dataclasses
@@ -21,13 +9,53 @@ from typing import Optional
 import torch
 
 from fastadv import ops
+from fastadv.models.mode import bn_mode
 
-from ._base import Method, StepOutput, bn_mode, input_grad
+from ._base import Method, StepOutput, input_grad
 from .trades import trades_objective
 
 
 @dataclasses.dataclass(frozen=True)
 class BackwardSmoothing(Method):
+    """Backward Smoothing: a TRADES objective whose adversary is one signed step down the KL
+    toward a noisy (logit-smoothed) target, then one signed step up the KL.
+
+    Paper: Jinghui Chen, Yu Cheng, Zhe Gan, Quanquan Gu, Jingjing Liu, "Efficient robust
+    training via backward smoothing", AAAI 2022, arXiv 2010.01278.
+    Official code: https://github.com/jinghuichen/BackwardSmoothing (trades_backward.py and
+    train_trades_backward.py: --alpha 0.031 --epsilon 0.031 --gamma 1.0 --num-steps 1,
+    argparse --beta 6.0 while the README's example and the paper use 10.0, model.eval()
+    while attacking; checked at commits c9c76f7f3f9e (trades_backward.py) and 6ad21f8c3222
+    (train_trades_backward.py)).
+
+    Update (P(d) = clamp d to [-eps, eps], then to the pixel box [-x, 1 - x];
+    KL(p || q) = sum over classes of p * (log p - log q); the perturbation is built in
+    ``bn_mode``, the loss in train mode):
+        l_nat = f(x)                                   (detached)
+        psi   = gamma * U(-1, 1), shape [B, classes], added to the LOGITS
+        x1 = x + P(-alpha * sign(grad_x KL(softmax(l_nat + psi) || softmax(f(x)))))
+             (eq. 4.4: one step DOWN the KL toward the noisy target, from x itself, no
+              random start; the forward at x is the clean forward, reused)
+        x2 = x + P(x1 - x + alpha * sign(grad KL(softmax(l_nat) || softmax(f(x1)))))
+             (eq. 4.5: one step UP the KL toward the clean target)
+        loss = CE(f(x), y) + beta * KL_sum(softmax(f(x)) || softmax(f(x2))) / B
+    With alpha = eps every coordinate of x2 - x is in {-eps, 0, +eps} before the box clamp.
+    The clean KL argument is not detached.
+    Passes: 2 eval forwards + 2 input-only backwards, 2 train forwards + 1 backward.
+    Metrics: ``ce_clean``, ``kl``, ``clean_acc``.
+
+    Attributes:
+        eps (float, default 8/255): L-inf radius in pixel units of [0, 1] images (the code's
+            --epsilon 0.031, about 7.9/255).
+        alpha (float or None, default None): size of both signed steps in pixel units; None
+            resolves to eps (the code's --alpha 0.031 = --epsilon).
+        beta (float, default 10.0): weight of the KL term; the paper's value and the
+            README's example --beta 10.0 (the code's argparse default is 6.0).
+        gamma (float, default 1.0): half-width of the uniform noise added to the logits, in
+            logit units (the code's --gamma 1.0).
+        bn_mode (str, default "eval"): batch-norm mode while the perturbation is built;
+            "eval" as in the code's model.eval() around the attack.
+    """
     eps: float = 8 / 255
     alpha: Optional[float] = None  # None: eps
     beta: float = 10.0  # the paper's value (the code's argparse default is 6)

@@ -1,32 +1,14 @@
-"""Fast-BAT (fast bi-level adversarial training) - Zhang, Zhang, Chen, Liu, Chang, Hong, Liu,
+"""Fast-BAT (fast bi-level adversarial training) - Zhang, Zhang, Khanduri, Hong, Chang, Liu,
 "Revisiting and advancing fast adversarial training through the lens of bi-level
-optimization", ICML 2022.
+optimization", ICML 2022. The update and its defaults are documented on :class:`FastBAT`.
 
-Lower level delta*(theta) = P(z - (1/lambda) grad_d l_atk(theta, z)), l_atk = -CE_sum, with a
-"Hessian-free" implicit gradient. Per batch, model in train mode throughout (bn_mode="train"):
-  1. z0 ~ U(-eps, eps), z0 = P(z0)
-  2. linearization point z (field ``linearization``):
-       "pgd_nosign" (default)  z = P(z0 + a * grad_d CE_sum(f(x + z0)))
-       "pgd_sign"              z = P(z0 + eps * sign(grad_d CE_sum(f(x + z0))))
-       "uniform"               z = z0
-       "corner"                z = P(eps * s), s uniform in {-1, +1} per coordinate
-  3. g_z = grad_d CE_sum(f(x + z)) WITH create_graph
-  4. delta* = P(z + a * g_z)          and the box-constraint mask
-  5. H_i = [max(-eps, -x_i) + 1e-7 < delta*_i < min(eps, 1 - x_i) - 1e-7]
-  6. g* = grad_d CE_sum(f(x + delta*)),  v = H * g* / lambda  (detached)
-  7. update direction = grad_theta CE_sum(f(x + delta*)) / B + grad_theta <g_z, v> / B,
-     i.e. the parameter gradient of the surrogate L = CE_sum(f(x+delta*))/B + sum(g_z * sg(v))/B.
-Defaults: a = 5000/255 when eps <= 8/255 else 2000/255 (a multiplies the gradient of a
-per-sample, un-averaged CE, so it depends on the input size: choose it for your data, see
-:func:`suggest_alpha`); lambda = 10, not tied to a.
-
-Minimum cost: 3 forwards + 3 backwards (one keeps its graph) + 1 double backward. Step 6 must
-give g* AND the parameter gradient from ONE backward, but the loss contract returns a scalar;
-so step 6 runs one torch.autograd.grad for the input and the parameters together, and the
-returned scalar carries that parameter gradient as a linear term sum_p <p, sg(G_p)> whose
-value is cancelled (it adds exactly 0) and whose gradient is exactly G_p. The loop's backward
-then only runs the double backward through g_z. CE parts that need create_graph use plain
-torch (fused backwards are once-differentiable).
+How the update fits the one-scalar loss contract (DESIGN.md): step 6 must give g* AND the
+parameter gradient from ONE backward, but ``loss`` returns a scalar; so step 6 runs one
+torch.autograd.grad for the input and the parameters together, and the returned scalar
+carries that parameter gradient as a linear term sum_p <p, sg(G_p)> whose value is cancelled
+(it adds exactly 0) and whose gradient is exactly G_p. The loop's backward then only runs the
+double backward through g_z. CE parts that need create_graph use plain torch (the fused
+backwards are once-differentiable).
 """
 from __future__ import annotations
 
@@ -37,8 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from fastadv import ops
+from fastadv._checks import check_batch, check_choice, check_float, check_model
+from fastadv.models.mode import bn_mode, eval_mode
 
-from ._base import Method, StepOutput, bn_mode, check_choice, input_grad
+from ._base import Method, StepOutput, input_grad
 
 LINEARIZATIONS = ("pgd_nosign", "pgd_sign", "uniform", "corner")
 MASK_TOL = 1e-7
@@ -46,6 +30,54 @@ MASK_TOL = 1e-7
 
 @dataclasses.dataclass(frozen=True)
 class FastBAT(Method):
+    """Fast-BAT: a non-sign lower-level step and a Hessian-free implicit gradient through the
+    box-constraint mask of the bi-level view of adversarial training.
+
+    Paper: Yihua Zhang, Guanhua Zhang, Prashant Khanduri, Mingyi Hong, Shiyu Chang, Sijia
+    Liu, "Revisiting and advancing fast adversarial training through the lens of bi-level
+    optimization", ICML 2022, arXiv 2112.12376.
+    Official code: https://github.com/OPTML-Group/Fast-BAT (train.py --mode fast_bat,
+    checked at commit 32bde537cc5b: step 5000/255 for --attack_eps <= 8 and 2000/255 above,
+    --lmbda 10.0; trainer.py, checked at commit 01242017fc77: model in train mode throughout,
+    attack loss -CE_sum, mask tolerance 1e-7. The train.py of commit 01242017fc77 has
+    3000/255 above 8; METHODS.md and fastadv follow 2000/255).
+
+    Update (bi-level view: lower level delta*(theta) = P(z - (1/lambda) grad_d l_atk(theta, z)),
+    l_atk = -CE_sum, P(d) = clamp d to [-eps, eps], then to the pixel box [-x, 1 - x]). Per
+    batch, with the model in ``bn_mode`` for steps 1-5 and in train mode for step 6:
+      1. z0 = P(U(-eps, eps))
+      2. linearization point z (field ``linearization``):
+           "pgd_nosign" (default)  z = P(z0 + a * grad_d CE_sum(f(x + z0)))
+           "pgd_sign"              z = P(z0 + eps * sign(grad_d CE_sum(f(x + z0))))
+           "uniform"               z = z0
+           "corner"                z = P(eps * s), s uniform in {-1, +1} per coordinate
+      3. g_z = grad_d CE_sum(f(x + z)), kept WITH its graph (create_graph)
+      4. delta* = P(z + a * g_z)                        (a second non-sign step of size a)
+      5. H_i = 1 where max(-eps, -x_i) + 1e-7 < delta*_i < min(eps, 1 - x_i) - 1e-7, else 0
+      6. g* = grad_d CE_sum(f(x + delta*)),  v = H * g* / lambda   (detached)
+      7. update direction = grad_theta CE_sum(f(x + delta*)) / B + grad_theta <g_z, v> / B,
+         the parameter gradient of L = CE_sum(f(x + delta*)) / B + sum(g_z * sg(v)) / B.
+    Passes: 3 forwards, 3 backwards (one keeps its graph) and 1 double backward (the
+    official code's extra logging forward and create_graph at z0 are skipped).
+    Metrics: ``ce_adv``, ``implicit``, ``mask_frac``.
+
+    Attributes:
+        eps (float, default 8/255): L-inf radius in pixel units of [0, 1] images (the code's
+            --attack_eps 8).
+        alpha (float or None, default None): the non-sign step a of steps 2 and 4, in pixel
+            units per unit of the gradient of the per-sample, un-averaged CE (a multiplies a
+            raw gradient, hence its size). None resolves to 5000/255 when eps <= 8/255,
+            else 2000/255 (the code's rule for CIFAR-10 and PreActResNet-18). The value
+            depends on the input size and the network: for other data see
+            :func:`suggest_alpha`.
+        lam (float, default 10.0): lambda of the lower-level objective; the implicit term is
+            scaled by 1/lambda (the code's --lmbda 10.0, not tied to a).
+        linearization (str, default "pgd_nosign"): how z is chosen (step 2): "pgd_nosign"
+            (the paper's and the code's default), "pgd_sign", "uniform" or "corner" (the
+            paper's other options).
+        bn_mode (str, default "train"): batch-norm mode while the perturbation is built;
+            "train" as in the official code.
+    """
     eps: float = 8 / 255
     alpha: Optional[float] = None  # None: 5000/255 if eps <= 8/255 else 2000/255
     lam: float = 10.0
@@ -106,8 +138,14 @@ def suggest_alpha(model, x, y, eps: float, *, target_fraction: float = 0.5) -> f
     """A Fast-BAT step ``a`` for new data: the CIFAR default multiplies a raw per-sample input
     gradient, whose size depends on the image size and the network. Returns the ``a`` at which
     a non-sign step from x moves the median nonzero coordinate by ``target_fraction * eps``
-    (the CIFAR default moves most coordinates to the eps-ball's edge at init)."""
-    with bn_mode(model, "eval"):
+    (the CIFAR default moves most coordinates to the eps-ball's edge at init).
+
+    eps is in pixel units of [0, 1] images; target_fraction is a fraction of eps (> 0)."""
+    check_model("model", model)
+    check_batch(x, y)
+    eps = check_float("eps", eps, strictly_positive=True, maximum=1.0)
+    target_fraction = check_float("target_fraction", target_fraction, strictly_positive=True)
+    with eval_mode(model):
         x_req = x.detach().clone().requires_grad_(True)
         grad = input_grad(F.cross_entropy(model(x_req), y, reduction="sum"), x_req)
     magnitude = grad.abs()

@@ -6,27 +6,12 @@ itself standardises its input:  Normalize(x)[:, c] = (x[:, c] - mean[c]) / std[c
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
 from torch import nn
 
-
-def _as_channel_values(values, argument: str) -> tuple[float, ...]:
-    if isinstance(values, torch.Tensor):
-        values = values.detach().flatten().tolist()
-    elif isinstance(values, (int, float)):
-        values = [values]
-    try:
-        result = tuple(float(v) for v in values)
-    except (TypeError, ValueError):
-        raise TypeError(f"{argument} must be a sequence of numbers, got {values!r}") from None
-    if not result:
-        raise ValueError(f"{argument} must have one value per channel, got an empty sequence")
-    if not all(math.isfinite(v) for v in result):
-        raise ValueError(f"{argument} must be finite, got {result}")
-    return result
+from fastadv._checks import check_channel_values
 
 
 class Normalize(nn.Module):
@@ -34,8 +19,8 @@ class Normalize(nn.Module):
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]):
         super().__init__()
-        mean_values = _as_channel_values(mean, "mean")
-        std_values = _as_channel_values(std, "std")
+        mean_values = check_channel_values("mean", mean)
+        std_values = check_channel_values("std", std)
         if len(mean_values) != len(std_values):
             raise ValueError(
                 f"mean and std must have the same number of channels, got mean={mean_values} "

@@ -13,7 +13,9 @@ from collections import OrderedDict
 from torch import nn
 
 from .activations import check_activation
-from .normalize import Normalize, _as_channel_values
+from fastadv._checks import check_channel_values, check_int
+
+from .normalize import Normalize
 from .preact_resnet import preact_resnet18
 from .resnet import resnet18
 from .small_cnn import small_cnn
@@ -55,12 +57,6 @@ def _builder(name):
     return _BUILDERS[name]
 
 
-def _positive_int(value, argument, minimum):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 def get(name: str, *, num_classes: int = 10, in_channels: int = 3, mean=None, std=None,
         activation: str = "relu", **kwargs) -> NormalizedModel:
     """Build model `name` (see available()) taking images in [0, 1] and returning logits.
@@ -71,8 +67,8 @@ def get(name: str, *, num_classes: int = 10, in_channels: int = 3, mean=None, st
     (wide_resnet), dropout (WideResNets), batch_norm (small_cnn).
     """
     builder = _builder(name)
-    _positive_int(num_classes, "num_classes", 2)
-    _positive_int(in_channels, "in_channels", 1)
+    check_int("num_classes", num_classes, minimum=2)
+    check_int("in_channels", in_channels, minimum=1)
     check_activation(activation)
     allowed = extra_arguments(name)
     unknown = sorted(set(kwargs) - set(allowed))
@@ -80,10 +76,10 @@ def get(name: str, *, num_classes: int = 10, in_channels: int = 3, mean=None, st
         raise ValueError(f"model {name!r} got unknown argument(s) {unknown}; it accepts "
                          f"{list(allowed)} besides num_classes, in_channels, mean, std, activation")
     if "width" in kwargs:
-        _positive_int(kwargs["width"], "width", 1)
+        check_int("width", kwargs["width"], minimum=1)
 
-    mean = (0.0,) * in_channels if mean is None else _as_channel_values(mean, "mean")
-    std = (1.0,) * in_channels if std is None else _as_channel_values(std, "std")
+    mean = (0.0,) * in_channels if mean is None else check_channel_values("mean", mean)
+    std = (1.0,) * in_channels if std is None else check_channel_values("std", std)
     for argument, values in (("mean", mean), ("std", std)):
         if len(values) != in_channels:
             raise ValueError(f"{argument} has {len(values)} value(s) but in_channels={in_channels}; "

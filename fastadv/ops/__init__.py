@@ -14,7 +14,26 @@ All pixel quantities (x, eps, alpha) are in [0, 1] units; the model normalizes i
   last dimension, the perturbation loss of TRADES (Zhang et al., ICML 2019) and Backward
   Smoothing (Chen et al., AAAI 2022); its fused backward is one row-wise pass.
 
-Backend choice (see ``_dispatch``): ``backend=`` > ``use_backend(...)`` > FASTADV_BACKEND > auto.
+Arguments are checked here, once, and on metadata only (type, shape, dtype, device, layout):
+no op reads a tensor value, so the GPU hot path never waits for the device. Pixel values are
+checked where data enters training and evaluation, not per op call.
+
+Backend choice: ``backend=`` > ``use_backend(...)`` > FASTADV_BACKEND > auto.
+
+The package (DESIGN.md "ops"):
+
+- ``__init__.py``  these validated public ops;
+- ``reference.py`` the pure-PyTorch specification of every op, the test oracle;
+- ``benchmark.py`` the op benchmark cases of ``fastadv bench`` and benchmarks/;
+- ``_dispatch.py`` the implementation table, the backend choice, the operands' common layout;
+- ``_library.py``  the torch.library custom ops and their eager fast path;
+- ``_backends.py`` the four backends (reference, cpp, triton, cuda) and what each needs;
+- ``_compiled.py`` the wrappers of the compiled extensions (cpp: fastadv._C from csrc/cpu/,
+  cuda: fastadv._C_cuda from csrc/cuda/), written once for both.
+
+A call crosses this file, _dispatch (resolve, layout), _library and the backend's function:
+a Triton kernel file of fastadv.kernels (folder kernels/), a wrapper of _compiled, or an
+adapter of the reference in _backends.
 """
 from __future__ import annotations
 
@@ -22,11 +41,10 @@ from typing import Optional, Tuple
 
 import torch
 
-from fastadv.ops import _library, reference
-from fastadv.ops._layout import common_layout, is_standard_layout, shares_layout
-from fastadv.ops._dispatch import (BACKEND_NAMES, available_backends, resolve, seed_from,
-                                   use_backend)
 from fastadv._checks import check_bool, check_choice, check_float, check_like, check_tensor
+from fastadv.ops import _library, reference
+from fastadv.ops._dispatch import (BACKEND_NAMES, available_backends, common_layout,
+                                   is_standard_layout, resolve, shares_layout, use_backend)
 
 __all__ = ["random_start", "pgd_step", "pgd_step_", "pgd_step_with_mask", "masked_scale",
            "kl_div_logits", "available_backends", "use_backend",
@@ -35,6 +53,25 @@ __all__ = ["random_start", "pgd_step", "pgd_step_", "pgd_step_with_mask", "maske
 RANDOM_START_KINDS = ("uniform", "normal", "zero")
 REDUCTIONS = ("batchmean", "sum", "none")
 DEFAULT_NORMAL_SCALE = 0.001  # TRADES' start: x + 0.001·N(0, I)
+SEED_RANGE = 2 ** 62
+
+
+def _draw_seed(generator: Optional[torch.Generator]) -> int:
+    """One draw from ``generator`` (or torch's default CPU RNG), so torch.manual_seed and
+    explicit generators make every backend's random start reproducible."""
+    if generator is not None and generator.device.type != "cpu":
+        return int(torch.randint(0, SEED_RANGE, (1,), generator=generator,
+                                 device=generator.device).item())
+    return int(torch.randint(0, SEED_RANGE, (1,), generator=generator).item())
+
+
+def _random_start_seed(generator: Optional[torch.Generator]) -> int:
+    """The seed handed to the backends: a draw from a CPU generator seeded with a draw from
+    ``generator``. The second draw is how the seed reached the kernels' RNG when backends
+    took a generator rebuilt inside the custom op; it is kept so that the cpp, triton and
+    cuda backends draw the same noise for a seed as before, and seeded runs reproduce their
+    recorded numbers."""
+    return _draw_seed(torch.Generator().manual_seed(_draw_seed(generator)))
 
 
 def _check_step_args(x_adv, grad, x, alpha, eps, sign):
@@ -52,9 +89,9 @@ def pgd_step(x_adv: torch.Tensor, grad: torch.Tensor, x: torch.Tensor, *, alpha:
     """One projected step: clip01(clip(x_adv + alpha·s, x - eps, x + eps)), s = sign(grad)
     (or grad when ``sign=False``). Returns a new tensor."""
     alpha, eps = _check_step_args(x_adv, grad, x, alpha, eps, sign)
-    name, _ = resolve("pgd_step", x.device, x.dtype, backend)
+    impl = resolve("pgd_step", x.device, x.dtype, backend)
     x_adv, grad, x = common_layout(x_adv.detach(), grad.detach(), x.detach())
-    return _library.pgd_step(x_adv, grad, x, alpha, eps, sign, name)
+    return _library.pgd_step(x_adv, grad, x, alpha, eps, sign, impl)
 
 
 def pgd_step_(x_adv: torch.Tensor, grad: torch.Tensor, x: torch.Tensor, *, alpha: float,
@@ -64,13 +101,13 @@ def pgd_step_(x_adv: torch.Tensor, grad: torch.Tensor, x: torch.Tensor, *, alpha
     if x_adv.requires_grad and torch.is_grad_enabled():
         raise ValueError("x_adv requires grad; detach it (x_adv = x_adv.detach()) before an "
                          "in-place step")
-    name, _ = resolve("pgd_step", x.device, x.dtype, backend)
+    impl = resolve("pgd_step", x.device, x.dtype, backend)
     if shares_layout(grad, x_adv) and shares_layout(x, x_adv):
         _, grad, x = common_layout(x_adv, grad.detach(), x.detach())
-        _library.pgd_step_inplace(x_adv, grad, x, alpha, eps, sign, name)
+        _library.pgd_step_(x_adv, grad, x, alpha, eps, sign, impl)
     else:
         contiguous = common_layout(x_adv.detach(), grad.detach(), x.detach())
-        x_adv.copy_(_library.pgd_step(*contiguous, alpha, eps, sign, name))
+        x_adv.copy_(_library.pgd_step(*contiguous, alpha, eps, sign, impl))
     return x_adv
 
 
@@ -85,9 +122,9 @@ def pgd_step_with_mask(x_adv: torch.Tensor, grad: torch.Tensor, x: torch.Tensor,
     """
     alpha, eps = _check_step_args(x_adv, grad, x, alpha, eps, sign)
     tol = check_float("tol", tol, minimum=0.0)
-    name, _ = resolve("pgd_step_with_mask", x.device, x.dtype, backend)
+    impl = resolve("pgd_step_with_mask", x.device, x.dtype, backend)
     x_adv, grad, x = common_layout(x_adv.detach(), grad.detach(), x.detach())
-    return _library.pgd_step_with_mask(x_adv, grad, x, alpha, eps, sign, tol, name)
+    return _library.pgd_step_with_mask(x_adv, grad, x, alpha, eps, sign, tol, impl)
 
 
 def masked_scale(g: torch.Tensor, mask: torch.Tensor, scale: float, *,
@@ -104,9 +141,9 @@ def masked_scale(g: torch.Tensor, mask: torch.Tensor, scale: float, *,
     if mask.device != g.device:
         raise ValueError(f"mask is on {mask.device} but g is on {g.device}")
     scale = check_float("scale", scale)
-    name, _ = resolve("masked_scale", g.device, g.dtype, backend)
+    impl = resolve("masked_scale", g.device, g.dtype, backend)
     g_flat, mask_flat = common_layout(g.detach(), mask)
-    return _library.masked_scale(g_flat, mask_flat, scale, name)
+    return _library.masked_scale(g_flat, mask_flat, scale, impl)
 
 
 def random_start(x: torch.Tensor, eps: float, *, kind: str = "uniform",
@@ -129,12 +166,13 @@ def random_start(x: torch.Tensor, eps: float, *, kind: str = "uniform",
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     x = x.detach()
     # resolved before the "zero" shortcut too, so a bad or unavailable backend always raises
-    name, _ = resolve("random_start", x.device, x.dtype, backend)
+    impl = resolve("random_start", x.device, x.dtype, backend)
     if kind == "zero":
         return x.clamp(0.0, 1.0) if clamp else x.clone()
     if not is_standard_layout(x):
         x = x.contiguous()
-    return _library.random_start(x, eps, kind, scale, clamp, seed_from(generator), name)
+    return _library.random_start(x, eps, kind, scale, clamp, _random_start_seed(generator),
+                                 impl)
 
 
 def kl_div_logits(logits_q: torch.Tensor, logits_p: torch.Tensor, *,
@@ -153,14 +191,14 @@ def kl_div_logits(logits_q: torch.Tensor, logits_p: torch.Tensor, *,
     if logits_q.dim() == 0 or logits_q.shape[-1] == 0:
         raise ValueError(f"logits_q must have a non-empty last (class) dimension, got shape "
                          f"{tuple(logits_q.shape)}")
-    name, _ = resolve("kl_div_rows", logits_q.device, logits_q.dtype, backend)
+    impl = resolve("kl_div_logits", logits_q.device, logits_q.dtype, backend)
     classes = logits_q.shape[-1]
     q2 = logits_q.reshape(-1, classes).contiguous()
     p2 = logits_p.reshape(-1, classes).contiguous()
-    if name == "reference":  # plain autograd: twice differentiable
-        rows = reference.kl_div_rows(q2, p2)
+    if impl.backend == "reference":  # plain autograd: twice differentiable
+        rows = reference.kl_div_logits(q2, p2)
     else:
-        rows = _library.kl_div_rows(q2, p2, name)
+        rows = _library.kl_div_logits(q2, p2, impl)
     rows = rows.reshape(logits_q.shape[:-1])
     if reduction == "none":
         return rows

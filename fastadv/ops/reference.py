@@ -13,9 +13,10 @@ Formulas (x in [0, 1], perturbation set C = {d : |d|_inf <= eps, 0 <= x + d <= 1
 - masked_scale:        g * H * scale  (Fast-BAT's v = H ⊙ g / lambda).
 - random_start:        x + U(-eps, eps) ("uniform") or x + scale * N(0, 1) ("normal"),
                        clipped to [0, 1] when clamp.
-- kl_div_rows:         KL(P || Q)_b = sum_c P_bc (log P_bc - log Q_bc),
+- kl_div_logits:       KL(P || Q)_b = sum_c P_bc (log P_bc - log Q_bc) per row b (the values
+                       of reduction="none"; fastadv.ops.kl_div_logits reduces them),
                        P = softmax(logits_p), Q = softmax(logits_q), accumulated in float32.
-- kl_div_rows_backward: dKL/dlogits_q = Q - P;  dKL/dlogits_p = P * (log P - log Q - KL),
+- kl_div_logits_backward: dKL/dlogits_q = Q - P;  dKL/dlogits_p = P * (log P - log Q - KL),
                        each scaled by the upstream gradient of its row.
 """
 from __future__ import annotations
@@ -76,8 +77,9 @@ def random_start(x: torch.Tensor, eps: float, *, kind: str = "uniform",
     return out.clamp_(0.0, 1.0) if clamp else out
 
 
-def kl_div_rows(logits_q: torch.Tensor, logits_p: torch.Tensor) -> torch.Tensor:
-    """Per-row KL(softmax(logits_p) || softmax(logits_q)); twice differentiable."""
+def kl_div_logits(logits_q: torch.Tensor, logits_p: torch.Tensor) -> torch.Tensor:
+    """Per-row KL(softmax(logits_p) || softmax(logits_q)) over the last dimension; twice
+    differentiable."""
     acc = _accum_dtype(logits_q.dtype)
     log_q = F.log_softmax(logits_q.to(acc), dim=-1)
     log_p = F.log_softmax(logits_p.to(acc), dim=-1)
@@ -90,7 +92,7 @@ def _log_ratio(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isneginf(log_p), torch.zeros_like(log_p), log_p - log_q)
 
 
-def kl_div_rows_backward(logits_q: torch.Tensor, logits_p: torch.Tensor,
+def kl_div_logits_backward(logits_q: torch.Tensor, logits_p: torch.Tensor,
                          grad_rows: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     acc = _accum_dtype(logits_q.dtype)
     log_q = F.log_softmax(logits_q.to(acc), dim=-1)

@@ -1,0 +1,42 @@
+"""`fastadv bench`: time every fused op on every backend against the reference and a copy of
+the same bytes, and print median time, GB/s and speed-up over the reference."""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from fastadv.ops.benchmark import median_seconds, op_cases, synchronized, timed_backends
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="device to time on (default: cuda when available, else cpu)")
+    parser.add_argument("--repeat", type=int, default=20, help="timed calls per case")
+    parser.add_argument("--ops", default=None,
+                        help="comma-separated op names to time (default: all)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.repeat < 1:
+        raise SystemExit(f"--repeat must be >= 1, got {args.repeat}")
+    wanted = set(args.ops.split(",")) if args.ops else None
+    backends = timed_backends(args.device)
+    print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
+          f"backends={','.join(backends)}")
+    print(f"{'op':<34}{'backend':<11}{'median ms':>11}{'GB/s':>9}{'vs reference':>14}")
+    for case in op_cases(args.device):
+        if wanted is not None and case.op not in wanted and case.op != "copy":
+            continue
+        reference_s = None
+        # the reference first, so every other row can show its speed-up over it
+        order = sorted(backends, key=lambda b: b != "reference")
+        for backend in (["torch"] if case.op == "copy" else order):
+            seconds = median_seconds(synchronized(case.make(backend), args.device),
+                                     repeat=args.repeat)
+            if backend == "reference":
+                reference_s = seconds
+            ratio = f"{reference_s / seconds:.2f}x" if reference_s else ""
+            print(f"{case.name:<34}{backend:<11}{seconds * 1e3:>11.3f}"
+                  f"{case.bytes_moved / seconds / 1e9:>9.2f}{ratio:>14}")
+    return 0
