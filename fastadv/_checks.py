@@ -190,3 +190,52 @@ def check_channel_values(name: str, values, channels: Optional[int] = None) -> t
     if channels is not None and len(result) != channels:
         raise ValueError(f"{name} must have one value per channel ({channels}), got {result}")
     return result
+
+
+def check_images(name: str, x: torch.Tensor) -> torch.Tensor:
+    """A batch of images: a 4-D tensor (N, C, H, W) (metadata only)."""
+    if x.dim() != 4:
+        hint = ("; add the channel dimension (x.unsqueeze(1) for (N, H, W) grey images)"
+                if x.dim() == 3 else "")
+        raise ValueError(f"{name} must be a batch of images of shape (N, C, H, W), got "
+                         f"shape {tuple(x.shape)}{hint}")
+    return x
+
+
+# device types whose torch module reports how many devices this machine has
+_COUNTED_DEVICE_TYPES = ("cuda", "mps", "xpu")
+
+
+def available_devices() -> list:
+    """The devices this machine has, as torch spells them: 'cpu', 'cuda:0', ..."""
+    found = ["cpu"]
+    for kind in _COUNTED_DEVICE_TYPES:
+        module = getattr(torch, kind, None)
+        if module is not None and module.is_available():
+            found += [f"{kind}:{i}" for i in range(module.device_count())]
+    return found
+
+
+def check_device(name: str, device) -> torch.device:
+    """``device`` (a str, torch.device or, as torch reads it, an int CUDA index) as a
+    torch.device that exists on this machine; a missing GPU is a ValueError naming what is
+    available, not an AssertionError deep in torch at the first transfer."""
+    if isinstance(device, bool) or not isinstance(device, (str, torch.device, int)):
+        raise TypeError(f"{name} must be a str or torch.device, got {type(device).__name__} "
+                        f"({device!r})")
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:  # a str that names no device type
+        raise ValueError(f"{name} must name a torch device such as 'cpu' or 'cuda:0', got "
+                         f"{device!r}") from None
+    module = getattr(torch, parsed.type, None)
+    if parsed.type in _COUNTED_DEVICE_TYPES and module is not None:
+        count = module.device_count() if module.is_available() else 0
+        if (parsed.index or 0) >= count:
+            have = (f"no {parsed.type} device" if count == 0 else
+                    f"{count} {parsed.type} device{'s' if count > 1 else ''}")
+            if parsed.type == "cuda" and count == 0 and torch.version.cuda is None:
+                have += " (this torch build has no CUDA support)"
+            raise ValueError(f"{name}={str(parsed)!r} does not exist: this machine has {have}; "
+                             f"available: {', '.join(available_devices())}")
+    return parsed

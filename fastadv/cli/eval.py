@@ -41,12 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN_DIR",
                         help="a checkpoint file (.pt) or a run directory")
     parser.add_argument("--which", choices=("best", "last"), default="best",
-                        help="checkpoint of a run directory to evaluate (default: best)")
+                        help="checkpoint of a run directory to evaluate")
     parser.add_argument("--data", default=None,
                         help="data set: digits, cifar10, cifar100 (default: the checkpoint's)")
     parser.add_argument("--data-dir", default=None,
                         help="folder with the CIFAR python archives (not needed for digits)")
-    parser.add_argument("--split", choices=("test", "train"), default="test")
+    parser.add_argument("--split", choices=("test", "train"), default="test",
+                        help="split of the data set to evaluate on")
     parser.add_argument("--attacks", default="clean,pgd-20",
                         help="comma-separated attack specs: clean, fgsm, pgd-K, pgd-K-R, "
                              "autoattack, rays, rays-Q (default: clean,pgd-20)")
@@ -58,10 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss", choices=("ce", "dlr"), default="ce", help="PGD loss")
     parser.add_argument("--n-examples", type=int, default=None,
                         help="evaluate the first N test points (default: all)")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=256, help="points per attack batch")
+    parser.add_argument("--seed", type=int, default=0, help="seeds every attack")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if "
                                                        "available)")
+    parser.add_argument("--progress", default=None, action=argparse.BooleanOptionalAction,
+                        help="a bar per attack (default: on a terminal; elsewhere one line "
+                             "per attack)")
     parser.add_argument("--out", default=None,
                         help="JSON output file (default: <checkpoint>.eval.json)")
 
@@ -88,13 +92,24 @@ def format_table(record: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fastadv.training.distributed import command_session
+
+    with command_session():  # under torchrun: rank 0 prints; the process group ends
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import torch
 
     from fastadv import checkpoint as checkpoints
     from fastadv import data as datasets
+    from fastadv._checks import check_device
     from fastadv.evaluation import evaluate
+    from fastadv.training.distributed import is_main_process, join
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = check_device("--device", args.device or
+                          ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = join(device)  # under torchrun: the process group, and this rank's device
     model, ckpt = checkpoints.load_model(args.checkpoint, which=args.which, device=device)
     path = checkpoints.checkpoint_path(args.checkpoint, args.which)
     name = args.data or ckpt.get("dataset")
@@ -108,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         record = evaluate(model, test, attacks=args.attacks, eps=eps,
                           batch_size=args.batch_size, n_examples=args.n_examples,
-                          seed=args.seed, device=device, **options)
+                          seed=args.seed, device=device, progress=args.progress, **options)
     except ImportError as exc:  # an optional attack's package (pyautoattack) is missing
         raise ValueError(str(exc)) from exc
     record["checkpoint"] = str(path)
@@ -116,8 +131,9 @@ def run(args: argparse.Namespace) -> int:
     record["split"] = args.split
     record["epoch"] = ckpt.get("epoch")
     out = Path(args.out) if args.out else path.with_suffix(".eval.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    if is_main_process():  # one writer under torchrun
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(record, indent=2) + "\n")
     print(format_table(record))
     print(f"record written to {out}")
     return 0

@@ -53,7 +53,8 @@ def _find_folder(root: Path, info: dict, split: str) -> Path:
     raise FileNotFoundError(
         f"CIFAR files for split {split!r} not found: missing {missing}. fastadv does not "
         f"download data: get {info['url']}, unpack it (tar xzf) into {root} (giving "
-        f"{expected}), and pass root= that folder or its parent (or set FASTADV_DATA)")
+        f"{expected}), and pass that folder or its parent: --data-dir on the command line, "
+        f"root= in Python (or set FASTADV_DATA)")
 
 
 def _read_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:

@@ -31,10 +31,13 @@ from typing import Any, Dict, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from fastadv._checks import check_eps, check_int, check_labels, check_model
+from fastadv._checks import (check_bool, check_device, check_eps, check_int, check_labels,
+                             check_model)
 from fastadv.attacks.autoattack import package_version
 from fastadv.evaluation import inputs, runners, sanity
+from fastadv.evaluation.distributed import PointShard, batch_seed
 from fastadv.evaluation.options import check_options
+from fastadv.evaluation.progress import AttackProgress
 from fastadv.evaluation.specs import parse_specs
 from fastadv.models.mode import eval_mode
 
@@ -50,13 +53,7 @@ def _device_of(model, device) -> torch.device:
     model_device = None if first is None else first.device
     if device is None:
         return model_device or torch.device("cpu")
-    try:
-        device = torch.device(device)
-    except TypeError as exc:
-        raise TypeError(f"device must be a str or torch.device, got {type(device).__name__} "
-                        f"({device!r})") from exc
-    except RuntimeError as exc:  # a str that names no device type
-        raise ValueError(f"device must name a torch device, got {device!r}") from exc
+    device = check_device("device", device)  # exists on this machine
     if model_device is not None and model_device.type != device.type:
         raise ValueError(f"device={str(device)!r} but the model's parameters are on "
                          f"{model_device}; move the model first (model.to({str(device)!r}))")
@@ -87,7 +84,8 @@ def _attack_seed(seed: int, spec) -> int:
 
 def evaluate(model: nn.Module, data, *, attacks: Union[str, Sequence[str]] = ("clean", "pgd-20"),
              eps: float = 8 / 255, batch_size: int = 256, n_examples: Optional[int] = None,
-             seed: int = 0, device=None, **options: Any) -> Dict[str, Any]:
+             seed: int = 0, device=None, progress: Optional[bool] = None,
+             **options: Any) -> Dict[str, Any]:
     """Evaluate ``model`` on ``data`` under ``attacks`` at L-inf radius ``eps``.
 
     data: an (x, y) pair of tensors (x in [0, 1], or uint8), a fastadv.data.ImageData, or an
@@ -97,6 +95,11 @@ def evaluate(model: nn.Module, data, *, attacks: Union[str, Sequence[str]] = ("c
     fastadv.evaluation.specs), a list or a comma-separated string. eps: in pixel units of
     [0, 1] images (8/255, not 8). options: see fastadv.evaluation.options (alpha, loss,
     surrogate, autoattack_version, autoattack_attacks, rays_early_stop, rays_rtol, backend).
+    device: None = the model's; one that does not exist is a ValueError. progress: None = per
+    attack a bar (points done, running robust accuracy, ETA) on a terminal, else one line
+    per attack on stderr; True = the bar; False = silent.
+    Under torchrun each rank attacks its share of the batches (fastadv.evaluation.distributed)
+    and every rank returns the record a one-process run gives.
 
     Returns {"n", "eps", "clean_accuracy", "robust_accuracy", "attacks": {spec: {...}},
     "versions": {...}, ...}, JSON-serializable.
@@ -105,6 +108,8 @@ def evaluate(model: nn.Module, data, *, attacks: Union[str, Sequence[str]] = ("c
     eps = check_eps(eps)
     check_int("batch_size", batch_size, minimum=1)
     check_int("seed", seed, minimum=0)
+    if progress is not None:
+        check_bool("progress", progress)
     specs = parse_specs(attacks)
     options = check_options(options)
     if any(s.kind == "transfer" for s in specs) and options["surrogate"] is None:
@@ -113,6 +118,7 @@ def evaluate(model: nn.Module, data, *, attacks: Union[str, Sequence[str]] = ("c
     if any(s.kind == "autoattack" for s in specs):
         package_version()  # fail before any work when pyautoattack is missing
     device = _device_of(model, device)
+    shard = PointShard(device)  # under torchrun: this rank's batches of attacked points
     x_all, y_all = inputs.collect(data, n_examples)
     n = x_all.shape[0]
 
@@ -130,19 +136,24 @@ def evaluate(model: nn.Module, data, *, attacks: Union[str, Sequence[str]] = ("c
             todo = correct.nonzero().squeeze(1)
             _sync(device)
             started = time.perf_counter()
-            for begin in range(0, todo.numel(), batch_size):
-                index = todo[begin:begin + batch_size]
-                xb = x_all[index].to(device)
-                yb = y_all[index].to(device)
-                outcome = runners.run_batch(spec, model, xb, yb, eps=eps, options=options,
-                                             seed=generator_seed % (2 ** 31),
-                                             generator=generator)
-                success[index] = outcome.success.cpu()
-                if distance is not None:
-                    distance[index] = outcome.distance.float().cpu()
-                    queries[index] = outcome.queries.cpu()
-            _sync(device)
-            seconds = time.perf_counter() - started
+            with AttackProgress(spec.text, todo.numel(), n, shard.progress(progress)) as bar:
+                for begin in shard.starts(todo.numel(), batch_size):
+                    generator.manual_seed(batch_seed(generator_seed, begin))  # rank-independent
+                    index = todo[begin:begin + batch_size]
+                    xb = x_all[index].to(device)
+                    yb = y_all[index].to(device)
+                    outcome = runners.run_batch(spec, model, xb, yb, eps=eps, options=options,
+                                                 seed=generator_seed % (2 ** 31),
+                                                 generator=generator)
+                    success[index] = outcome.success.cpu()
+                    if distance is not None:
+                        distance[index] = outcome.distance.float().cpu()
+                        queries[index] = outcome.queries.cpu()
+                    bar.batch_done(index.numel(), int((~success[index]).sum()))
+                success, distance, queries = shard.gather(success, distance, queries)
+                _sync(device)
+                seconds = time.perf_counter() - started
+                bar.finish(float((~success).float().mean()), seconds)
             robust = ~success
             robust_all &= robust
             record = {"robust_accuracy": float(robust.float().mean()),

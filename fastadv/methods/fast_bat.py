@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from fastadv import ops
 from fastadv._checks import check_batch, check_choice, check_float, check_model
+from fastadv.data import ImageData, as_float_images
 from fastadv.models.mode import bn_mode, eval_mode
 
 from ._base import Method, StepOutput, input_grad
@@ -134,17 +135,33 @@ class FastBAT(Method):
         return StepOutput(loss, logits.detach(), metrics)
 
 
-def suggest_alpha(model, x, y, eps: float, *, target_fraction: float = 0.5) -> float:
+# images of an ImageData suggest_alpha uses: a stable median, and one batch's memory
+SUGGEST_POINTS = 256
+
+
+def suggest_alpha(model, x, y=None, eps: Optional[float] = None, *,
+                  target_fraction: float = 0.5) -> float:
     """A Fast-BAT step ``a`` for new data: the CIFAR default multiplies a raw per-sample input
     gradient, whose size depends on the image size and the network. Returns the ``a`` at which
     a non-sign step from x moves the median nonzero coordinate by ``target_fraction * eps``
     (the CIFAR default moves most coordinates to the eps-ball's edge at init).
 
-    eps is in pixel units of [0, 1] images; target_fraction is a fraction of eps (> 0)."""
+    x, y: a batch of images (uint8, as fastadv.data.load holds them, or float in [0, 1]) and
+    its labels, or x an ImageData and y None (its first SUGGEST_POINTS images are used); they
+    are moved to the model's device. eps is in pixel units of [0, 1] images (required);
+    target_fraction is a fraction of eps (> 0)."""
     check_model("model", model)
+    if isinstance(x, ImageData):
+        if y is not None:
+            raise TypeError("y must be None when x is an ImageData (its own labels are used)")
+        x, y = x.x[:SUGGEST_POINTS], x.y[:SUGGEST_POINTS]
+    x = as_float_images(x)
     check_batch(x, y)
     eps = check_float("eps", eps, strictly_positive=True, maximum=1.0)
     target_fraction = check_float("target_fraction", target_fraction, strictly_positive=True)
+    first = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+    if first is not None:  # an ImageData lives on the CPU, the model perhaps on a GPU
+        x, y = x.to(first.device), y.to(first.device)
     with eval_mode(model):
         x_req = x.detach().clone().requires_grad_(True)
         grad = input_grad(F.cross_entropy(model(x_req), y, reduction="sum"), x_req)

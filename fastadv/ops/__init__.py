@@ -153,7 +153,10 @@ def random_start(x: torch.Tensor, eps: float, *, kind: str = "uniform",
     """Starting point of an attack: x + U(-eps, eps) ("uniform"), x + scale·N(0, 1)
     ("normal", scale defaults to 0.001 as in TRADES) or x ("zero"); clipped to [0, 1] when
     ``clamp``. Kernel backends draw the noise in-kernel from a seed taken from ``generator``
-    (or torch's global RNG), so torch.manual_seed makes it reproducible."""
+    (or torch's global RNG), so torch.manual_seed makes it reproducible. That seed is an int
+    drawn on the CPU per call: a host RNG read, not a device sync. Traced by torch.compile or
+    captured into a CUDA graph (and with no ``generator``), the noise comes from torch's own
+    generator on x's device instead (:func:`_noise_from_device_rng`)."""
     check_tensor("x", x)
     eps = check_float("eps", eps, minimum=0.0)
     check_choice("kind", kind, RANDOM_START_KINDS)
@@ -169,10 +172,23 @@ def random_start(x: torch.Tensor, eps: float, *, kind: str = "uniform",
     impl = resolve("random_start", x.device, x.dtype, backend)
     if kind == "zero":
         return x.clamp(0.0, 1.0) if clamp else x.clone()
+    if generator is None and _noise_from_device_rng(x):
+        return reference.random_start(x, eps, kind=kind, scale=scale, clamp=clamp)
     if not is_standard_layout(x):
         x = x.contiguous()
     return _library.random_start(x, eps, kind, scale, clamp, _random_start_seed(generator),
                                  impl)
+
+
+def _noise_from_device_rng(x: torch.Tensor) -> bool:
+    """Whether random_start is being traced by torch.compile or captured into a CUDA graph.
+    A seed drawn on the host would then be frozen into the graph (and its .item() would break
+    a fullgraph trace), so every replay would draw the same noise. torch's own generator keeps
+    its Philox seed and offset on the device and advances the offset on every replay (inductor
+    compiles its draws the same way), so the noise changes from step to step."""
+    if torch.compiler.is_compiling():
+        return True
+    return x.is_cuda and torch.cuda.is_current_stream_capturing()
 
 
 def kl_div_logits(logits_q: torch.Tensor, logits_p: torch.Tensor, *,

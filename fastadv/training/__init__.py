@@ -10,7 +10,10 @@
 - guard.py       Fast AT's catastrophic-overfitting guard (Guard, OverfitGuard)
 - metrics.py     per-epoch metrics accumulated on the device, read once per epoch
 - run_state.py   resume, checkpoint contents, the run directory's files, RNG states
-- progress.py    the progress bar
+- run_lock.py    the OS lock that keeps two processes out of one run directory
+- distributed.py DDP under torchrun: process group, sharding, rank-0 writes, shared decisions
+- compiled.py    the training step: eager, torch.compile'd or a CUDA graph
+- progress.py    progress output (bar or lines) shared with evaluate(); the run's bar
 - presets.py     per-data-set defaults (the digits presets), shared by CLI, tests, benchmarks
 """
 from fastadv.training.guard import Guard

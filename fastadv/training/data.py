@@ -6,8 +6,14 @@ Accepted training data:
   batched by a fastadv.data.DeviceLoader (on-device augmentation);
 - (x, y) tensors (x uint8 or float in [0, 1], N C H W): split the same way, batched on the
   device with a per-epoch seeded shuffle, no augmentation;
-- a fastadv.data.DeviceLoader or any iterable of (x, y) batches (a torch DataLoader): used as
-  given, no split (pass ``val_data`` to validate).
+- a fastadv.data.DeviceLoader or any iterable of batches (a torch DataLoader): used as
+  given, no split (pass ``val_data`` to validate). A batch is an (x, y) tuple/list or a dict
+  with the images under "x", "image" or "images" and the labels under "y", "label" or
+  "labels".
+
+Images must be 4-D (N, C, H, W). Floating images of another precision (float64 from numpy,
+float16) are cast to float32, the dtype the models' parameters have (mixed precision, when
+on, is applied by autocast inside the step, not to the data).
 
 Pixel values (NaN, outside [0, 1]) are checked once where data enters: uint8 sources need no
 check, tensors are checked once up front (ImageData and DeviceLoader check their own), and
@@ -23,7 +29,8 @@ from typing import Optional, Tuple
 
 import torch
 
-from fastadv._checks import check_label_tensor, check_labels, check_pixels
+from fastadv._checks import (check_float, check_images, check_int, check_label_tensor,
+                             check_labels, check_pixels)
 from fastadv.data import DeviceLoader, ImageData, as_float_images
 
 
@@ -34,12 +41,28 @@ def _labels(y, n: int, name: str) -> torch.Tensor:
     return y.long()
 
 
-def _holdout_count(val_size, n: int) -> int:
+def _training_images(x, name: str) -> torch.Tensor:
+    """Images as training uses them: 4-D, float32 in [0, 1] (uint8 scaled by 1/255)."""
+    return check_images(name, as_float_images(x, name)).float()
+
+
+def holdout_count(val_size, n: int) -> int:
+    """How many of ``n`` splittable examples ``val_size`` holds out for validation: a float
+    is a fraction in [0, 1), an int a count; None holds out none. Also what `fastadv train`
+    reports before training starts."""
     if val_size is None:
         return 0
-    if isinstance(val_size, bool) or not isinstance(val_size, numbers.Real) or val_size < 0:
-        raise ValueError(f"val_size must be a count >= 0 or a fraction in (0, 1), got {val_size!r}")
-    count = int(round(val_size * n)) if 0 < val_size < 1 else int(val_size)
+    if isinstance(val_size, bool) or not isinstance(val_size, numbers.Real):
+        raise TypeError(f"val_size must be a fraction in (0, 1) or an int count, got "
+                        f"{type(val_size).__name__} ({val_size!r})")
+    if isinstance(val_size, numbers.Integral):
+        count = check_int("val_size", val_size, minimum=0)
+    else:
+        fraction = check_float("val_size", val_size, minimum=0)
+        if fraction >= 1:  # 2.0 is not read as 2 images: a fraction was probably meant
+            raise ValueError(f"val_size={val_size!r} is a float >= 1: a fraction must lie in "
+                             f"(0, 1) and a count must be an int (val_size={int(fraction)})")
+        count = int(round(fraction * n))
     if count >= n:
         raise ValueError(f"val_size={val_size!r} holds out {count} of the {n} training examples; "
                          f"leave some to train on")
@@ -104,7 +127,7 @@ def _to_pair(data, device, name):
     if isinstance(data, ImageData):  # validated by ImageData itself: uint8 x, int64 labels
         return as_float_images(data.x).to(device), data.y.to(device)
     if isinstance(data, (tuple, list)) and len(data) == 2:
-        x = as_float_images(data[0], f"{name}[0]")
+        x = _training_images(data[0], f"{name}[0]")
         check_pixels(f"{name}[0]", x)
         return x.to(device), _labels(data[1], x.shape[0], f"{name}[1]").to(device)
     raise TypeError(f"{name} must be an ImageData or an (x, y) pair of tensors, got "
@@ -122,7 +145,7 @@ def prepare(train_data, *, batch_size: int, val_size, val_data, device, seed: in
         if n == 0:
             raise ValueError("train_data is empty")
         num_classes, dataset = train_data.num_classes, train_data.name
-        count = _holdout_count(val_size, n)
+        count = holdout_count(val_size, n)
         rest = train_data
         if count and val_data is None:
             rest, holdout = train_data.split(count, seed=seed)
@@ -135,10 +158,7 @@ def prepare(train_data, *, batch_size: int, val_size, val_data, device, seed: in
         x, y = _to_pair(train_data, device, "train_data")
         if x.shape[0] == 0:
             raise ValueError("train_data is empty (0 examples)")
-        if x.dim() < 2:
-            raise ValueError(f"train_data[0] must be a batch of images (N, C, H, W), got shape "
-                             f"{tuple(x.shape)}")
-        count = _holdout_count(val_size, x.shape[0])
+        count = holdout_count(val_size, x.shape[0])
         if count and val_data is None:
             (x, y), val = _split_tensors(x, y, count, seed)
         loader = TensorBatches(x, y, batch_size, seed=seed)
@@ -158,7 +178,7 @@ def prepare(train_data, *, batch_size: int, val_size, val_data, device, seed: in
             check_batches = True
         if x.shape[0] == 0:
             raise ValueError("train_data is empty")
-        guard_batch = (as_float_images(x).to(device),
+        guard_batch = (_training_images(x, "the first batch of train_data").to(device),
                        _labels(y, x.shape[0], "labels of the first batch").to(device))
         dataset = getattr(train_data, "name", None)
         num_classes = getattr(train_data, "num_classes", None)
@@ -197,7 +217,10 @@ def batch_to_device(batch, device, *, index: int = 0, num_classes: Optional[int]
     name = f"batch {index} of train_data"
     x = as_float_images(x, f"images of {name}")
     if check:
+        check_images(f"images of {name}", x)
         check_label_tensor(f"labels of {name}", y)
         check_pixels(f"images of {name}", x)
         check_labels(f"labels of {name}", y, num_classes)
-    return x.to(device, non_blocking=True), y.to(device, non_blocking=True).long()
+    # float64 / float16 batches become float32 in the same copy that moves them
+    return (x.to(device, torch.float32, non_blocking=True),
+            y.to(device, non_blocking=True).long())

@@ -4,7 +4,9 @@ and the parameter update with optional gradient clipping.
 On CUDA the default is bf16 autocast (fp16 where bf16 is unsupported) and channels_last for
 3-channel images; on CPU both are off (a requested amp mode is ignored with a warning). With
 fp16 a GradScaler scales the final loss only: the input gradients that build perturbations
-are unscaled and can underflow, so bf16 is preferred (README, "AMP caveat").
+are unscaled and can underflow, so bf16 is preferred (README, "AMP caveat"); the scaler is also
+the one part of a step that reads a device value on the host (its found-inf flag), so fp16
+steps cannot be captured into a CUDA graph.
 """
 from __future__ import annotations
 
@@ -58,18 +60,42 @@ class Precision:
     def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
              params: Sequence[torch.Tensor]) -> None:
         """Backward of ``loss``, optional clipping of the parameter gradients, optimizer step."""
+        self.backward(loss, optimizer, params)
+        self.apply(optimizer)
+
+    def backward(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+                 params: Sequence[torch.Tensor]) -> None:
+        """Backward of ``loss`` (scaled under fp16) and the optional clipping; split from
+        :meth:`apply` so that a CUDA graph can hold this half when the optimizer step cannot
+        be captured (training.compiled)."""
         if self.scaler is None:
             loss.backward()
             if self.grad_clip is not None:
                 nn.utils.clip_grad_norm_(params, self.grad_clip)
-            optimizer.step()
             return
         self.scaler.scale(loss).backward()
         if self.grad_clip is not None:
             self.scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(params, self.grad_clip)
+
+    def apply(self, optimizer: torch.optim.Optimizer) -> None:
+        """The optimizer step (through the GradScaler under fp16)."""
+        if self.scaler is None:
+            optimizer.step()
+            return
         self.scaler.step(optimizer)
         self.scaler.update()
+
+    def host_read_per_step(self) -> Optional[str]:
+        """Why this precision reads a device value on the host every step, or None.
+
+        Only fp16 does: GradScaler.step reads its found-inf flag (.item()) to decide whether
+        to skip the update. That read is a GPU synchronisation per step and cannot be captured
+        into a CUDA graph; bf16 needs no scaler and reads nothing."""
+        if self.scaler is None:
+            return None
+        return ("amp='fp16' steps through a GradScaler, which reads its found-inf flag on the "
+                "host every step (use amp='bf16')")
 
     def describe(self) -> dict:
         return {"amp": None if self.dtype is None else str(self.dtype).replace("torch.", ""),

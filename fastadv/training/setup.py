@@ -1,5 +1,6 @@
-"""What train() settles before the first step: the method, the device, the seed, and whether
-the model's output fits the data."""
+"""What train() settles before the first step: the method, the device (one that exists on
+this machine), the seed, and whether the model's output fits the data (logits, not
+probabilities)."""
 from __future__ import annotations
 
 import random
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 from fastadv import methods as methods_lib
-from fastadv._checks import check_int, check_labels
+from fastadv._checks import check_device, check_int, check_labels
 from fastadv.models.mode import bn_mode
 
 
@@ -27,11 +28,12 @@ def resolve_method(method, options):
 
 
 def resolve_device(device, model: nn.Module) -> torch.device:
-    """``device`` or, when None, the device of the model's first parameter (else CPU)."""
+    """``device`` (checked to exist: :func:`fastadv._checks.check_device`) or, when None, the
+    device of the model's first parameter (else CPU)."""
     if device is None:
         first = next(model.parameters(), None)
         return first.device if first is not None else torch.device("cpu")
-    return torch.device(device)
+    return check_device("device", device)
 
 
 def seed_everything(seed) -> None:
@@ -44,13 +46,18 @@ def seed_everything(seed) -> None:
 
 def check_model_output(model: nn.Module, x: torch.Tensor, num_classes, label_sets) -> int:
     """Run the model on two images: it must return [batch, classes] logits matching the
-    data's classes and labels. Returns the number of classes."""
+    data's classes and labels (a warning when they look like probabilities, as evaluate()
+    gives: a final softmax flattens every method's loss). Returns the number of classes."""
     with torch.no_grad(), bn_mode(model, "eval"):
         out = model(x[:2])
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != min(2, x.shape[0]):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(f"the model must return logits of shape [batch, classes]; on a batch "
                          f"of {min(2, x.shape[0])} it returned {shape}")
+    # imported here: fastadv.evaluation imports from fastadv.training (distributed runs)
+    from fastadv.evaluation.sanity import warn_if_probabilities
+
+    warn_if_probabilities(out)
     classes = out.shape[1]
     if num_classes is not None and classes != num_classes:
         raise ValueError(f"the model outputs {classes} logits but the data has "

@@ -2,80 +2,25 @@
 device (fastadv/ops/__init__.py). Pixel values are checked where data enters train and
 evaluate, not in the ops.
 
-Every op runs on every backend here under a watcher that records each read of a value an op
-could inspect: a floating or bool tensor (the operands, their masks and results) or any
-tensor on a GPU. A read is a scalar read (.item(), bool(), float(), torch.equal: the aten ops
-tagged data_dependent_output), an op whose output shape depends on values (nonzero, boolean
-indexing: dynamic_output_shape), a copy from a GPU to the host, or a host copy (tolist,
-numpy). What stays allowed is the one read random_start needs: its seed, an integer drawn on
-the CPU from the caller's generator. The watcher's own test shows that each kind of read is
-caught.
+Every op runs on every backend here under the watcher of tests/value_reads.py, which records
+each read of a value an op could inspect: a floating or bool tensor (the operands, their masks
+and results) or any tensor on a GPU. A read is a scalar read (.item(), bool(), float(),
+torch.equal), an op whose output shape depends on values (nonzero, boolean indexing), a copy
+from a GPU to the host, or a host copy (tolist, numpy). What stays allowed is the one read
+random_start needs: its seed, an integer drawn on the CPU from the caller's generator. The
+watcher's own test shows that each kind of read is caught.
 
 Triton is watched on a GPU only: on CPU its interpreter runs the kernel on the host, reading
 every value by design.
 """
 import pytest
 import torch
-from torch.utils import _pytree as pytree
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import fastadv.ops as ops
 from tests.ops.helpers import CASES, case_id, make_batch
+from tests.value_reads import value_reads  # noqa: F401  (the fixture)
 
-READ_TAGS = (torch.Tag.data_dependent_output, torch.Tag.dynamic_output_shape)
 WATCHED = [c for c in CASES if not (c[1] == "triton" and c[0] == "cpu")]
-
-
-def holds_values(t) -> bool:
-    return isinstance(t, torch.Tensor) and (
-        t.is_cuda or t.is_floating_point() or t.dtype == torch.bool)
-
-
-class ValueReads(TorchDispatchMode):
-    """Records (what, tensor dtype and device) for every read of a value, see above."""
-
-    def __init__(self):
-        super().__init__()
-        self.reads = []
-        self.watching = False
-
-    def __enter__(self):
-        self.watching = True
-        return super().__enter__()
-
-    def __exit__(self, *exc):
-        self.watching = False
-        return super().__exit__(*exc)
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        tensors = [t for t in pytree.tree_leaves((args, kwargs)) if holds_values(t)]
-        if tensors and any(tag in func.tags for tag in READ_TAGS):
-            self.reads.append((str(func), tensors[0].dtype, tensors[0].device.type))
-        out = func(*args, **kwargs)
-        if func in (torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default):
-            sources = [t for t in tensors if t.is_cuda]
-            targets = [t for t in pytree.tree_leaves(out)
-                       if isinstance(t, torch.Tensor) and t.device.type == "cpu"]
-            if sources and targets:
-                self.reads.append((f"{func} to the host", sources[0].dtype, "cuda"))
-        return out
-
-
-@pytest.fixture
-def value_reads(monkeypatch):
-    """A context manager that watches a block; its ``reads`` list what the block read."""
-    mode = ValueReads()
-    for name in ("tolist", "numpy", "__array__"):
-        original = getattr(torch.Tensor, name)
-
-        def host_copy(self, *args, _original=original, _name=name, **kwargs):
-            if mode.watching and holds_values(self):
-                mode.reads.append((f"Tensor.{_name}", self.dtype, self.device.type))
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, host_copy)
-    return mode
 
 
 def test_the_watcher_sees_every_kind_of_read(value_reads):
