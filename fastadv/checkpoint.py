@@ -31,6 +31,8 @@ from typing import Callable, Optional, Tuple, Union
 
 import torch
 
+from fastadv._checks import check_choice
+
 CHECKPOINT_NAMES = ("best", "last")
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format is a zip archive
 
@@ -99,8 +101,7 @@ def _create_temporary(path: Path) -> Tuple[Path, int]:
 
 def checkpoint_path(path_or_run_dir: Union[str, Path], which: str = "best") -> Path:
     """The checkpoint file for a run directory (``which`` = "best" or "last") or a file."""
-    if which not in CHECKPOINT_NAMES:
-        raise ValueError(f"which must be one of {CHECKPOINT_NAMES}, got {which!r}")
+    check_choice("which", which, CHECKPOINT_NAMES)
     path = Path(path_or_run_dir)
     if path.is_dir():
         candidate = path / "checkpoints" / f"{which}.pt"

@@ -32,15 +32,18 @@ class PointShard:
 
     def __init__(self, device: torch.device):
         # imported here: fastadv.training imports fastadv.evaluation at import time
-        from fastadv.training.distributed import init_process_group, launched_by_torchrun
+        from fastadv.training.distributed import (init_process_group, launched_by_torchrun,
+                                                  local_device)
         if launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1:
-            init_process_group(device)
+            # cuda:LOCAL_RANK becomes the current device, as nccl needs
+            init_process_group(local_device(device))
         active = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         self.rank = dist.get_rank() if active else 0
         self.world_size = dist.get_world_size() if active else 1
         # nccl reduces CUDA tensors only; gloo reduces CPU tensors
-        self.device = (torch.device("cuda", torch.cuda.current_device())
-                       if active and dist.get_backend() == "nccl" else torch.device("cpu"))
+        # (the results are reduced on the device the attacks ran on)
+        self.device = (device if active and dist.get_backend() == "nccl" and device.type == "cuda"
+                       else torch.device("cpu"))
 
     def starts(self, count: int, batch_size: int) -> range:
         """The first positions of this rank's batches among ``count`` attacked points."""

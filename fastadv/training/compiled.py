@@ -85,13 +85,14 @@ class StepOptions:
         check_bool("cuda_graphs", cuda_graphs)
         kwargs = _compile_kwargs(compile)
         mode = (kwargs or {}).get("mode")
+        asked = "cuda_graphs=True" if cuda_graphs else f"compile mode {mode!r}"
         if mode == "reduce-overhead":
             cuda_graphs = True
             kwargs = {k: v for k, v in kwargs.items() if k != "mode"}
         elif mode == "max-autotune":
             kwargs = {**kwargs, "mode": "max-autotune-no-cudagraphs"}
         if cuda_graphs and torch.device(device).type != "cuda":
-            warnings.warn(f"cuda_graphs=True needs a CUDA device; on {torch.device(device)} "
+            warnings.warn(f"{asked} needs a CUDA device (CUDA graphs); on {torch.device(device)} "
                           f"the step runs without CUDA graphs", stacklevel=3)
             cuda_graphs = False
         return cls(kwargs, cuda_graphs)

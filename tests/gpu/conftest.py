@@ -1,12 +1,8 @@
-"""The GPU cases: marked ``gpu`` and skipped where torch sees no CUDA device, so a plain
+"""The GPU cases: marked ``gpu`` (registered in pyproject.toml) and skipped where torch sees no CUDA device, so a plain
 ``python -m pytest`` on a GPU machine runs them with the rest of the suite and
 ``benchmarks/gpu_check.sh`` runs them on their own (``-m gpu``)."""
 import pytest
 import torch
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "gpu: needs a CUDA device (skipped without one)")
 
 
 def pytest_collection_modifyitems(config, items):
