@@ -1,6 +1,7 @@
-"""The GPU cases: marked ``gpu`` (registered in pyproject.toml) and skipped where torch sees no CUDA device, so a plain
-``python -m pytest`` on a GPU machine runs them with the rest of the suite and
-``benchmarks/gpu_check.sh`` runs them on their own (``-m gpu``)."""
+"""The GPU cases: marked ``gpu`` (the marker is registered in pyproject.toml) and skipped
+where torch sees no CUDA device, so a plain ``python -m pytest`` on a GPU machine runs them
+with the rest of the suite, and benchmarks/gpu_check.sh runs them with the op tests' CUDA
+cases (``tests/gpu tests/ops -k "gpu or cuda"``)."""
 import pytest
 import torch
 
