@@ -301,14 +301,17 @@ def measure_rows(setting: Setting, cases, *, repeat: int = 3, official: bool = T
 
 
 def format_row(row: dict) -> str:
+    """One printed line of a row: what it timed, ms, images/s, steps of standard training,
+    passes (forwards+no-grad, input-only, full and double backwards), step over passes."""
     p = row["passes"]
     passes = (f"{p['forwards']}+{p['no_grad_forwards']}f {p['input_backwards']}i "
               f"{p['full_backwards']}b {p['double_backwards']}d")
     extra = (f" fastadv/official {row['fastadv_over_official']}"
              if "fastadv_over_official" in row else "")
     return (f"{row['setting']:>24} {row['method']:>18} {row['backend']:>9} {row['mode']:>8} "
-            f"{row['median_ms']:>10.2f} ms {row['images_per_s']:>9.0f} img/s  x{row['ratio_to_standard']:<6} "
-            f"passes {passes:<16} step/passes {row['step_over_passes']}{extra}")
+            f"{row['median_ms']:>10.2f} ms {row['images_per_s']:>9.0f} img/s  "
+            f"x{row['ratio_to_standard']:<6} passes {passes:<16} "
+            f"step/passes {row['step_over_passes']}{extra}")
 
 
 def main(argv=None) -> int:
