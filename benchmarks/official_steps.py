@@ -80,6 +80,22 @@ def pgd_at(model, optimizer, x, y, method, autocast):
         model(x)
 
 
+
+def signed_step(x_adv, grad, x, alpha, eps):
+    """The official codes' PGD step: a signed step, projected onto the eps-ball and the box."""
+    x_adv = x_adv.detach() + alpha * grad.sign()
+    return torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
+
+
+def trades_outer_step(model, optimizer, x, x_adv, y, method, autocast):
+    """TRADES' and Backward Smoothing's outer update: CE(clean) + beta KL(clean || adv)."""
+    model.train()
+    with autocast():
+        logits_nat = model(x)
+        loss = F.cross_entropy(logits_nat, y) + \
+            method.beta * kl_sum(model(x_adv), logits_nat) / x.shape[0]
+    update(optimizer, loss)
+
 def trades(model, optimizer, x, y, method, autocast):
     eps, alpha = method.eps, method.step_size()
     model.eval()
@@ -89,8 +105,7 @@ def trades(model, optimizer, x, y, method, autocast):
         with autocast():
             loss_kl = kl_sum(model(x_adv), model(x))
         grad, = torch.autograd.grad(loss_kl, [x_adv])
-        x_adv = x_adv.detach() + alpha * grad.sign()
-        x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
+        x_adv = signed_step(x_adv, grad, x, alpha, eps)
     model.train()
     with autocast():
         loss = F.cross_entropy(model(x), y) + \
@@ -109,16 +124,10 @@ def fast_trades(model, optimizer, x, y, method, autocast):
         with autocast():
             loss_inner = kl_sum(model(x_adv), logits_nat) / batch
         grad, = torch.autograd.grad(loss_inner, [x_adv])
-        x_adv = x_adv.detach() + alpha * grad.sign()
-        x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
+        x_adv = signed_step(x_adv, grad, x, alpha, eps)
     with autocast():  # the logged inner loss
         (kl_sum(model(x_adv), logits_nat) / batch).detach()
-    model.train()
-    with autocast():
-        logits_nat = model(x)
-        loss = F.cross_entropy(logits_nat, y) + \
-            method.beta * kl_sum(model(x_adv), logits_nat) / batch
-    update(optimizer, loss)
+    trades_outer_step(model, optimizer, x, x_adv, y, method, autocast)
 
 
 def backward_smoothing(model, optimizer, x, y, method, autocast):
@@ -130,20 +139,13 @@ def backward_smoothing(model, optimizer, x, y, method, autocast):
         noise = method.gamma * (torch.rand_like(logits_nat) * 2 - 1)
         loss_os = -kl_sum(model(x_adv), logits_nat + noise) / batch
     grad, = torch.autograd.grad(loss_os, [x_adv])
-    x_adv = x_adv.detach() + alpha * grad.sign()
-    x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
+    x_adv = signed_step(x_adv, grad, x, alpha, eps)
     x_adv.requires_grad_(True)
     with autocast():
         loss_inner = kl_sum(model(x_adv), logits_nat) / batch
     grad, = torch.autograd.grad(loss_inner, [x_adv])
-    x_adv = x_adv.detach() + alpha * grad.sign()
-    x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
-    model.train()
-    with autocast():
-        logits_nat = model(x)
-        loss = F.cross_entropy(logits_nat, y) + \
-            method.beta * kl_sum(model(x_adv), logits_nat) / batch
-    update(optimizer, loss)
+    x_adv = signed_step(x_adv, grad, x, alpha, eps)
+    trades_outer_step(model, optimizer, x, x_adv, y, method, autocast)
 
 
 def fast_bat(model, optimizer, x, y, method, autocast):
