@@ -19,11 +19,12 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
+from fastadv._seeds import mix_seed
 
 
 def batch_seed(attack_seed: int, begin: int) -> int:
     """The seed of the batch of attacked points starting at position ``begin``."""
-    return (attack_seed * 0x9E3779B97F4A7C15 + begin + 1) % (2 ** 63)
+    return mix_seed(attack_seed, begin)
 
 
 class PointShard:

@@ -55,6 +55,7 @@ from torch.utils.data import (DataLoader, DistributedSampler, IterableDataset, R
                               SequentialSampler)
 
 from fastadv._checks import check_bool, check_float
+from fastadv._seeds import mix_seed
 from fastadv.data import DeviceLoader
 from fastadv.training.data import TensorBatches
 from fastadv.training.setup import seed_everything
@@ -274,13 +275,6 @@ def _sampled(loader: DataLoader, rank: int, world_size: int, seed: int) -> Epoch
                                    sampler=sampler, **options))
 
 
-def _mix(*values: int) -> int:
-    seed = 0
-    for value in values:  # an odd-multiplier mix: nearby (seed, rank, epoch) are unrelated
-        seed = (seed * 0x9E3779B97F4A7C15 + value + 1) % (2 ** 63)
-    return seed
-
-
 class Ranks:
     """The processes of a run and what they must agree on. A one-process run has one rank
     and every method is a no-op, so train() reads the same with or without DDP."""
@@ -390,7 +384,7 @@ class Ranks:
         """Seed each rank's random starts and noise from (seed, rank, epoch): different on
         each rank, and the same after a resume at that epoch."""
         if self.active:
-            seed_everything(_mix(seed, self.rank, epoch))
+            seed_everything(mix_seed(0, seed, self.rank, epoch))
 
     def _tensor(self, values) -> torch.Tensor:
         return torch.tensor(values, dtype=torch.float64, device=self.device)
