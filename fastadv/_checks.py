@@ -95,6 +95,13 @@ def check_model(name: str, model):
     return model
 
 
+def check_module(name: str, model) -> torch.nn.Module:
+    """A torch.nn.Module (what is trained: it must have parameters to update)."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"{name} must be a torch.nn.Module, got {type(model).__name__}")
+    return model
+
+
 def check_tensor(name: str, t) -> torch.Tensor:
     """A floating-point tensor (metadata only)."""
     if not isinstance(t, torch.Tensor):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from fastadv._checks import check_bool, check_int
+
 from .activations import make_activation
 
 
@@ -17,10 +19,8 @@ class SmallCNN(nn.Module):
     def __init__(self, *, num_classes: int = 10, in_channels: int = 3, width: int = 32,
                  activation: str = "relu", batch_norm: bool = False):
         super().__init__()
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ValueError(f"width must be a positive integer, got {width!r}")
-        if not isinstance(batch_norm, bool):
-            raise TypeError(f"batch_norm must be a bool, got {batch_norm!r}")
+        check_int("width", width, minimum=1)
+        check_bool("batch_norm", batch_norm)
 
         def conv(cin, cout):
             layers = [nn.Conv2d(cin, cout, 3, padding=1, bias=not batch_norm)]

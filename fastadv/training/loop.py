@@ -18,7 +18,7 @@ from typing import Callable, List, Optional
 import torch
 from torch import nn
 
-from fastadv._checks import check_eps, check_float, check_int
+from fastadv._checks import check_eps, check_float, check_int, check_module
 from fastadv.training.compiled import StepOptions, TrainingStep
 from fastadv.training.data import batch_to_device, prepare
 from fastadv.training.distributed import Ranks, explains_rank_failures
@@ -105,8 +105,7 @@ def train(model: nn.Module, method, train_data, *, epochs: int, batch_size: int 
     epochs = check_int("epochs", epochs, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     lr = check_float("lr", lr, strictly_positive=True)
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module("model", model)
     validation = validation if validation is not None else Validation()
     eps = check_eps(getattr(method, "eps", 8 / 255) if validation.eps is None else validation.eps,
                     "validation.eps")
@@ -160,47 +159,47 @@ def train(model: nn.Module, method, train_data, *, epochs: int, batch_size: int 
     run.start()
     step = TrainingStep(method, step_model, opt, params, precision, step_options)
 
-    bar = progress_bar(epochs, iterations_per_epoch, progress if ranks.writes else False,
-                       first_epoch=run.epoch, method_name=resolved.get("method"))
-    while not run.stopped and run.epoch < epochs:
-        if hasattr(data.loader, "set_epoch"):
-            data.loader.set_epoch(run.epoch)
-        ranks.seed_epoch(seed, run.epoch)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        model.train()
-        meter = EpochMeter(device)
-        epoch_start = time.perf_counter()
-        for index, batch in enumerate(data.loader):
-            x, y = batch_to_device(batch, device, index=index, num_classes=num_classes,
-                                   check=data.check_batches)
-            x = precision.prepare_batch(x)
-            out = step(x, y, sched(run.iteration))  # LR, zero_grad, loss, backward, update
-            meter.update(x.shape[0], out.loss, out.logits, y, out.metrics)
-            run.iteration += 1
-            bar.update(1)
-        opt.zero_grad(set_to_none=True)
-        ranks.sync_buffers(model)  # rank 0's batch-norm statistics on every rank
-        seconds = time.perf_counter() - epoch_start
-        record = {"epoch": run.epoch + 1, "lr": sched(run.iteration - 1),
-                  **ranks.average(meter.read()),  # the mean over ranks
-                  "seconds": seconds, "images_per_second": meter.count / max(seconds, 1e-9),
-                  "peak_memory_mb": peak_memory_mb(device)}
-        if data.val is not None and validation.due(run.epoch + 1, epochs):
-            clean, robust = ranks.sharded_accuracy(clean_and_pgd_accuracy, model, *data.val,
-                                                   eps=eps, steps=validation.steps, seed=seed)
-            record.update(val_clean_accuracy=clean, val_robust_accuracy=robust)
-        if overfit_guard is not None:
-            accuracy, run.stopped = ranks.guard_check(overfit_guard, model)
-            record.update(guard_robust_accuracy=accuracy, guard_triggered=run.stopped)
-        improved = best.update(record, run.stopped)
-        record["best_epoch"] = best.epoch
-        bar.epoch_done(record)  # the epoch's summary line
-        run.finish_epoch(record, improved=improved, model=model, optimizer=opt,
-                         precision=precision, best=best, guard=overfit_guard)
-        if callback is not None and ranks.decide(callback(record) is False):
-            run.stopped = True
-    bar.close()
+    with progress_bar(epochs, iterations_per_epoch, progress if ranks.writes else False,
+                      first_epoch=run.epoch, method_name=resolved.get("method")) as bar:
+        while not run.stopped and run.epoch < epochs:
+            if hasattr(data.loader, "set_epoch"):
+                data.loader.set_epoch(run.epoch)
+            ranks.seed_epoch(seed, run.epoch)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            model.train()
+            meter = EpochMeter(device)
+            epoch_start = time.perf_counter()
+            for index, batch in enumerate(data.loader):
+                x, y = batch_to_device(batch, device, index=index, num_classes=num_classes,
+                                       check=data.check_batches)
+                x = precision.prepare_batch(x)
+                # LR, zero_grad, loss, backward, update
+                out = step(x, y, sched(run.iteration))
+                meter.update(x.shape[0], out.loss, out.logits, y, out.metrics)
+                run.iteration += 1
+                bar.update(1)
+            opt.zero_grad(set_to_none=True)
+            ranks.sync_buffers(model)  # rank 0's batch-norm statistics on every rank
+            seconds = time.perf_counter() - epoch_start
+            record = {"epoch": run.epoch + 1, "lr": sched(run.iteration - 1),
+                      **ranks.average(meter.read()),  # the mean over ranks
+                      "seconds": seconds, "images_per_second": meter.count / max(seconds, 1e-9),
+                      "peak_memory_mb": peak_memory_mb(device)}
+            if data.val is not None and validation.due(run.epoch + 1, epochs):
+                clean, robust = ranks.sharded_accuracy(clean_and_pgd_accuracy, model, *data.val,
+                                                       eps=eps, steps=validation.steps, seed=seed)
+                record.update(val_clean_accuracy=clean, val_robust_accuracy=robust)
+            if overfit_guard is not None:
+                accuracy, run.stopped = ranks.guard_check(overfit_guard, model)
+                record.update(guard_robust_accuracy=accuracy, guard_triggered=run.stopped)
+            improved = best.update(record, run.stopped)
+            record["best_epoch"] = best.epoch
+            bar.epoch_done(record)  # the epoch's summary line
+            run.finish_epoch(record, improved=improved, model=model, optimizer=opt,
+                             precision=precision, best=best, guard=overfit_guard)
+            if callback is not None and ranks.decide(callback(record) is False):
+                run.stopped = True
     ranks.barrier()  # every rank returns after rank 0's last write
     return TrainResult(model=model, history=run.history, seconds=time.perf_counter() - started,
                        best_epoch=best.epoch, best_val_robust_accuracy=best.robust_accuracy,

@@ -134,6 +134,12 @@ class TrainingProgress:
     def close(self) -> None:
         self.progress.close()
 
+    def __enter__(self) -> "TrainingProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()  # also when the run raises: the terminal is left on a fresh line
+
 
 def progress_bar(epochs: int, iterations_per_epoch: int, enabled: Optional[bool], *,
                  first_epoch: int = 0, method_name: Optional[str] = None) -> TrainingProgress:
