@@ -115,8 +115,7 @@ def stage_environment(args) -> int:
     else:
         info["device"] = f"{platform.machine()} CPU ({os.cpu_count()} cores), no CUDA device"
     info["backends_cpu"] = list(ops.available_backends("cpu"))
-    from fastadv.ops import _dispatch
-    info["backend_load_errors"] = dict(_dispatch._LOAD_ERRORS)
+    info["backend_load_errors"] = ops.backend_load_errors()
     print(json.dumps(info, indent=1))
     (Path(args.out) / "environment.json").write_text(json.dumps(info, indent=1))
     if not info["cuda_available"] and not args.cpu_dry_run:

@@ -43,11 +43,12 @@ import torch
 
 from fastadv._checks import check_bool, check_choice, check_float, check_like, check_tensor
 from fastadv.ops import _library, reference
-from fastadv.ops._dispatch import (BACKEND_NAMES, available_backends, common_layout,
-                                   is_standard_layout, resolve, shares_layout, use_backend)
+from fastadv.ops._dispatch import (BACKEND_NAMES, available_backends, backend_load_errors,
+                                   common_layout, is_standard_layout, resolve, shares_layout,
+                                   use_backend)
 
 __all__ = ["random_start", "pgd_step", "pgd_step_", "pgd_step_with_mask", "masked_scale",
-           "kl_div_logits", "available_backends", "use_backend",
+           "kl_div_logits", "available_backends", "backend_load_errors", "use_backend",
            "BACKEND_NAMES"]
 
 RANDOM_START_KINDS = ("uniform", "normal", "zero")

@@ -129,6 +129,13 @@ def available_backends(device="cpu") -> Tuple[str, ...]:
                  if all(b in _TABLE[op] and kind in _TABLE[op][b].devices for op in OPS))
 
 
+def backend_load_errors() -> Dict[str, str]:
+    """{backend: why it did not load} for each optional backend that failed to load here
+    (e.g. the CUDA module not built, triton not installed); empty when all loaded."""
+    _load_backends()
+    return dict(_LOAD_ERRORS)
+
+
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[str]:
     """Context manager: fused ops inside it use backend ``name`` unless a call names one."""

@@ -197,3 +197,17 @@ def test_backends_launch_nothing_on_empty_tensors(case):
     assert fn("kl_div_logits")(empty, empty).shape == (0,)
     grad_q, grad_p = fn("kl_div_logits_backward")(empty, empty, torch.empty(0, device=device))
     assert grad_q.shape == grad_p.shape == (0, 3)
+
+
+def test_backend_load_errors_say_why_each_missing_backend_is_missing():
+    errors = ops.backend_load_errors()
+    assert set(errors) <= set(ops.BACKEND_NAMES[1:])
+    for name, why in errors.items():
+        assert isinstance(why, str) and why
+        # a backend that failed to load serves no device
+        assert all(name not in ops.available_backends(kind) for kind in ("cpu", "cuda"))
+    if not torch.cuda.is_available():
+        assert "cuda" in errors and "CUDA GPU" in errors["cuda"]
+    recorded = dict(errors)
+    errors.clear()  # a copy: the caller cannot change what the dispatcher recorded
+    assert ops.backend_load_errors() == recorded
