@@ -1,13 +1,13 @@
 """compile= and cuda_graphs= of train() (fastadv/training/compiled.py), on CPU.
 
 Compiled steps use the "aot_eager" backend (AOTAutograd without code generation: what
-compile= changes about autograd, at a fraction of inductor's compile time); inductor runs in
-one opt-in test (FASTADV_SLOW_TESTS=1) and in the benchmarks. CUDA graphs cannot run here:
+compile= changes about autograd, at a fraction of inductor's compile time); inductor compiles
+one Fast-BAT step (compiled passes beside its eager double-backward pass) in one slow test, and
+the benchmarks' compiled rows. CUDA graphs cannot run here:
 what is tested is the option handling, the fallbacks and GraphedStep's bookkeeping with a
 stand-in runner whose replay re-runs the captured step; the capture itself, the replays'
 different noise and the device LR are tested on a GPU (tests/gpu/test_gpu_training.py).
 """
-import os
 
 import pytest
 import torch
@@ -310,8 +310,7 @@ def test_another_optimizer_steps_eagerly_after_each_replay():
     assert all(not torch.equal(a, p) for a, p in zip(before, params))
 
 
-@pytest.mark.skipif(not os.environ.get("FASTADV_SLOW_TESTS"),
-                    reason="inductor compiles for minutes on 2 cores; FASTADV_SLOW_TESTS=1")
+@pytest.mark.slow  # inductor builds C++ for the two compiled passes: ~40 s on 2 cores, cold
 def test_inductor_compiles_a_training_step():
     eager_model, eager_losses, _ = run_steps("fast_bat", None, steps=2)
     model, losses, router = run_steps("fast_bat", {}, steps=2)
