@@ -8,7 +8,8 @@ train() asks this module, in this order (each a no-op in a one-process run):
   the environment, a process group the caller initialised, or ``distributed=True``)? The
   process group is initialised here unless the caller did it: nccl on CUDA, gloo on CPU, with
   a timeout of FASTADV_DIST_TIMEOUT seconds (default 600), so a rank that died or hangs makes
-  the others fail with an error instead of waiting forever. Each rank runs on its local
+  the others fail with an error instead of waiting forever. A group started here stays up
+  for later calls and is destroyed when the process exits. Each rank runs on its local
   device: every CUDA device becomes cuda:LOCAL_RANK.
 - :meth:`Ranks.shard`: each rank's share of the training data. Device-resident sources
   (tensors, ImageData, DeviceLoader) are batched at the global batch (world_size x batch_size)
@@ -36,6 +37,7 @@ ranks and the running statistics are those rank 0 tracks on its shard.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import copy
 import datetime
@@ -123,6 +125,15 @@ def init_process_group(device: torch.device) -> None:
     options = {"device_id": device} if device.type == "cuda" else {}
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_seconds()),
                             **options)
+    # the group stays up for the caller's later train()/evaluate() calls and collectives, and
+    # is destroyed when the process exits, as torch asks of every program (nccl warns of
+    # pending work otherwise); a group the caller initialised is the caller's to destroy
+    atexit.register(_destroy_process_group_at_exit)
+
+
+def _destroy_process_group_at_exit() -> None:
+    if dist.is_initialized():  # not already destroyed by the caller or command_session
+        dist.destroy_process_group()
 
 
 def join(device) -> torch.device:

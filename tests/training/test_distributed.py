@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -153,3 +154,25 @@ def test_torchrun_m_fastadv_train_on_the_digits(tmp_path):
     assert config["world_size"] == 2
     assert config["global_batch_size"] == 2 * config["batch_size"]
     assert json.loads((run_dir / "test_results.json").read_text())["best_epoch"] == 1
+
+
+def test_the_process_group_train_starts_outlives_it_and_is_destroyed_at_exit(tmp_path):
+    script = tmp_path / "exit_check.py"
+    script.write_text(textwrap.dedent(f"""
+        import atexit, os
+        import torch.distributed as dist
+        import fastadv
+        from tests.training.helpers import tiny_data, tiny_model
+        log = open(os.path.join({str(tmp_path)!r}, "rank" + os.environ["RANK"] + ".txt"), "w")
+        # registered before train(): atexit runs it after the handler train() registers
+        atexit.register(lambda: print(f"at exit: {{dist.is_initialized()}}", file=log, flush=True))
+        fastadv.train(tiny_model(), "fast_at", tiny_data(n=32), epochs=1, batch_size=8,
+                      val_size=0, guard=False, progress=False)
+        print(f"after train: {{dist.is_initialized()}} {{dist.get_world_size()}}", file=log)
+    """))
+    done = _torchrun(str(script))
+    assert done.returncode == 0, done.stderr[-3000:]
+    for rank in (0, 1):
+        # still up for the caller's use after train(), then destroyed as the process exits
+        assert (tmp_path / f"rank{rank}.txt").read_text().splitlines() == [
+            "after train: True 2", "at exit: False"]
