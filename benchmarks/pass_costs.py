@@ -13,14 +13,14 @@ forward, as PassRouter does. A kind is measured the first time a count needs it.
 """
 from __future__ import annotations
 
-import contextlib
+import functools
 from typing import Callable, Dict
 
 import torch
 import torch.nn.functional as F
 
 from fastadv.ops.benchmark import median_seconds, synchronized
-from fastadv.training.compiled import frozen_parameters
+from fastadv.training.compiled import compile_input_only, frozen_parameters
 
 KINDS = ("forwards", "no_grad_forwards", "input_backwards", "full_backwards",
          "create_graph_backwards", "double_backwards")
@@ -31,6 +31,8 @@ class PassCosts:
         self.model, self.x, self.y, self.autocast = model, x, y, autocast
         self.device, self.compiled = device, compiled
         self.net = torch.compile(model, dynamic=False) if compiled else model
+        # the frozen-parameter passes compiled apart, as PassRouter compiles them
+        self.input_only = compile_input_only({"dynamic": False}) if compiled else None
         self.params = tuple(p for p in model.parameters() if p.requires_grad)
         self._calls: Dict[str, float] = {}  # median seconds of each timed call
         self._costs: Dict[str, float] = {}  # seconds of one pass of each kind
@@ -71,10 +73,12 @@ class PassCosts:
 
     def _input_backward(self):
         x = self._input()
-        # compiled, as PassRouter runs an attack's pass: with the parameters frozen, else the
-        # compiled backward computes their gradients too
-        with frozen_parameters(self.params) if self.compiled else contextlib.nullcontext():
-            loss = self._loss(self.net, x)
+        if not self.compiled:
+            return torch.autograd.grad(self._loss(self.model, x), x)
+        # as PassRouter runs an attack's pass: with the parameters frozen, else the compiled
+        # backward computes their gradients too
+        with frozen_parameters(self.params):
+            loss = self._loss(functools.partial(self.input_only, self.model), x)
         return torch.autograd.grad(loss, x)
 
     def seconds(self, kind: str) -> float:

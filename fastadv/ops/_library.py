@@ -21,6 +21,7 @@ which fastadv.ops calls without this module, is plain autograd and twice differe
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -56,6 +57,7 @@ def _traceable(name: str, op: str, body: Callable, schema: str, fake: Callable,
         return _on_device(body, args[:-1], impl.fn)
 
     call.__name__ = call.__qualname__ = name
+    call.custom_op = custom  # for callers that know they are being traced
     return call
 
 
@@ -138,13 +140,21 @@ def _kl_setup_context(ctx, inputs, output):
     ctx.backward_impl = implementation("kl_div_logits_backward", backend)
 
 
-def _kl_backward(ctx, grad_rows):
+def _kl_backward(ctx, grad_rows, *, traced: bool):
+    """The fused KL's backward; ``traced``: called as the custom op's autograd formula,
+    i.e. while AOTAutograd traces the backward on fake tensors. That is said by the caller
+    rather than asked of torch.compiler.is_compiling(), which some torch releases (2.11)
+    answer False during that trace: the backend would then be handed fake tensors."""
     logits_q, logits_p = ctx.saved_tensors
     need_q, need_p = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
     if not (need_q or need_p):
         return None, None, None
-    grad_q, grad_p = kl_div_logits_backward(logits_q, logits_p, grad_rows.contiguous(),
-                                            ctx.backward_impl)
+    if traced:
+        grad_q, grad_p = kl_div_logits_backward.custom_op(
+            logits_q, logits_p, grad_rows.contiguous(), ctx.backward_impl.backend)
+    else:
+        grad_q, grad_p = kl_div_logits_backward(logits_q, logits_p, grad_rows.contiguous(),
+                                                ctx.backward_impl)
     return (grad_q if need_q else None), (grad_p if need_p else None), None
 
 
@@ -160,7 +170,8 @@ def _(logits_q, logits_p, backend):
     return logits_q.new_empty(logits_q.shape[:-1])
 
 
-_kl_div_logits_op.register_autograd(_kl_backward, setup_context=_kl_setup_context)
+_kl_div_logits_op.register_autograd(functools.partial(_kl_backward, traced=True),
+                                    setup_context=_kl_setup_context)
 
 
 class _FusedKlDivLogits(torch.autograd.Function):
@@ -174,7 +185,7 @@ class _FusedKlDivLogits(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_rows):
-        return _kl_backward(ctx, grad_rows)
+        return _kl_backward(ctx, grad_rows, traced=False)
 
 
 def kl_div_logits(logits_q: torch.Tensor, logits_p: torch.Tensor,

@@ -147,6 +147,12 @@ class PassRouter(nn.Module):
         super().__init__()
         self.model = model
         self.__dict__["compiled"] = torch.compile(model, **compile_kwargs)
+        # the input-only passes go through a compiled function of their own: dynamo keeps
+        # its graphs per code object, so a graph traced with the parameters frozen can never
+        # serve a pass that needs their gradients. Guards cannot be trusted with that: torch
+        # 2.11 does not re-check a parameter's requires_grad (its dict-tag guards skip it),
+        # and a frozen graph then silently returned no parameter gradient
+        self.__dict__["compiled_input_only"] = compile_input_only(compile_kwargs)
         self.__dict__["model_buffers"] = tuple(model.buffers())
         self.__dict__["trainable"] = tuple(p for p in model.parameters() if p.requires_grad)
         # DDP expects the gradients of the parameters it saw require grad in a forward
@@ -172,8 +178,10 @@ class PassRouter(nn.Module):
         # Graphs that eager passes saved earlier in the step hold those buffers, and a double
         # backward through them would then refuse to run; so the pass updates them as eager
         # batch norm does (train-mode batch norm's gradient does not read them).
-        with torch.autograd._unsafe_preserve_version_counter(self.model_buffers), \
-                (frozen_parameters(self.trainable) if frozen else contextlib.nullcontext()):
+        with torch.autograd._unsafe_preserve_version_counter(self.model_buffers):
+            if frozen:
+                with frozen_parameters(self.trainable):
+                    return self.compiled_input_only(self.model, *args, **kwargs)
             return self.compiled(*args, **kwargs)
 
     def start_step(self) -> None:
@@ -199,6 +207,18 @@ class PassRouter(nn.Module):
             return None
         compiled = 0 if self.all_eager else sum(how != EAGER for how in self.plan)
         return compiled, len(self.plan)
+
+
+def _input_only_pass(model: nn.Module, *args, **kwargs):
+    """``model(*args, **kwargs)`` in a code object that no other pass runs through."""
+    return model(*args, **kwargs)
+
+
+def compile_input_only(compile_kwargs: dict) -> Callable:
+    """``f(model, *args)``: the model's pass compiled for use with its parameters frozen
+    (:func:`frozen_parameters`), with graphs of its own (see PassRouter.__init__ for why a
+    compiled model must not serve these passes)."""
+    return torch.compile(_input_only_pass, **compile_kwargs)
 
 
 @contextlib.contextmanager

@@ -74,14 +74,17 @@ def test_cuda_graphs_on_cpu_warn_and_the_run_trains_eagerly():
 
 # --- compiled passes --------------------------------------------------------------------
 
-def run_steps(name, compile_kwargs, steps=3):
+def run_steps(name, compile_kwargs, steps=3, watch=None):
     """(model, step outputs, router) after ``steps`` training steps of the float64 tiny
-    network of the method tests, with the same seeds whatever ``compile_kwargs``."""
+    network of the method tests, with the same seeds whatever ``compile_kwargs``;
+    ``watch(router)`` runs before the first step."""
     model, x, y = make(3)
     params = list(model.parameters())
     optimizer = torch.optim.SGD(params, lr=0.05, momentum=0.9)
     step = TrainingStep(methods.get(name, eps=0.1, **OPTIONS.get(name, {})), model, optimizer,
                         params, Precision(None, None, CPU, 2), StepOptions(compile_kwargs))
+    if watch is not None:
+        watch(step.router)
     torch.manual_seed(0)
     outputs = [step(x, y, 0.05).loss.detach() for _ in range(steps)]
     return model, outputs, step.router
@@ -94,6 +97,28 @@ def test_compiled_passes_leave_the_double_backward_passes_eager(name):
     compiled = len(PLANS[name]) - PLANS[name].count(E)
     assert router.compiled_passes() == (compiled, len(PLANS[name]))
     assert all(p.requires_grad for p in router.parameters())  # unfrozen between passes
+
+
+@pytest.mark.parametrize("name", sorted(PLANS))
+def test_frozen_and_full_passes_never_share_a_compiled_function(name):
+    # torch 2.11's guards do not re-check a parameter's requires_grad: a graph traced with
+    # the parameters frozen served a later full pass, which then silently returned no
+    # parameter gradient. So each compiled function must only ever see one of the states.
+    states = {"compiled": set(), "compiled_input_only": set()}
+
+    def watch(router):
+        for key in states:
+            function = router.__dict__[key]
+
+            def spy(*args, _key=key, _function=function, **kwargs):
+                states[_key].add(all(p.requires_grad for p in router.trainable))
+                return _function(*args, **kwargs)
+            router.__dict__[key] = spy
+
+    run_steps(name, AOT, watch=watch)
+    assert states["compiled_input_only"] <= {False}  # frozen whenever it runs
+    assert states["compiled"] == {True}
+    assert bool(states["compiled_input_only"]) == (I in PLANS[name])
 
 
 @pytest.mark.parametrize("name", ["fast_at", "fast_bat", "grad_align", "trades"])
