@@ -286,6 +286,21 @@ def _sampled(loader: DataLoader, rank: int, world_size: int, seed: int) -> Epoch
                                    sampler=sampler, **options))
 
 
+class BufferSyncedDDP(DistributedDataParallel):
+    """DistributedDataParallel whose broadcast of rank 0's buffers before each forward keeps
+    their autograd version counters, as torch 2.13's own DDP does and 2.11's does not. A
+    method runs several forwards per step on the DDP module, and the graph of an earlier one
+    can hold the batch-norm statistics (an eval-mode pass saves them, so does a create_graph
+    backward): with the counters bumped by the next forward's broadcast, the step's backward
+    refused to run ("modified by an inplace operation") on torch 2.11 for TRADES, Backward
+    Smoothing, Fast-BAT and GradAlign. The values are those torch 2.13 computes."""
+
+    def _sync_buffers(self):
+        self._assign_modules_buffers()  # the buffers as DDP's own sync will find them
+        with torch.autograd._unsafe_preserve_version_counter(tuple(self.modules_buffers)):
+            super()._sync_buffers()
+
+
 class Ranks:
     """The processes of a run and what they must agree on. A one-process run has one rank
     and every method is a no-op, so train() reads the same with or without DDP."""
@@ -367,7 +382,7 @@ class Ranks:
                                  f"bn_mode='eval' or sync_bn=False")
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return model, DistributedDataParallel(model, device_ids=ids)
+        return model, BufferSyncedDDP(model, device_ids=ids)
 
     def describe(self) -> dict:
         """What the config records of the ranks."""
