@@ -449,7 +449,8 @@ class Ranks:
         when it triggers, every rank takes rank 0's restored weights."""
         if not self.active:
             return guard.check(model)
-        accuracy, triggered = self.decide(guard.check(model) if self.writes else None)
+        accuracy, triggered = self.decide(
+            self.together(lambda: guard.check(model) if self.writes else None))
         if triggered:
             for tensor in model.state_dict().values():
                 dist.broadcast(tensor, 0)
@@ -458,6 +459,33 @@ class Ranks:
     def decide(self, value):
         """Rank 0's ``value`` on every rank: one decision for all."""
         return agree(value) if self.active else value
+
+    def together(self, function: Callable, *args, **kwargs):
+        """``function(*args, **kwargs)`` on every rank, failing on every rank if it failed on
+        one: the failing rank raises its own exception, the others the same kind for a
+        ValueError or TypeError (a refused run directory, a bad checkpoint) and otherwise a
+        RuntimeError, each naming the rank and its error. For the parts only rank 0 works on
+        (the run directory, the guard): without it the other ranks would wait for rank 0 in
+        their next collective until the process group's timeout."""
+        if not self.active:
+            return function(*args, **kwargs)
+        error = result = None
+        try:
+            result = function(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001  (told to every rank, then re-raised)
+            error = exc
+        reports = [None] * self.world_size
+        dist.all_gather_object(reports, None if error is None else
+                               (type(error).__name__, str(error)))
+        if error is not None:
+            raise error
+        for rank, report in enumerate(reports):
+            if report is not None:
+                kind = {"ValueError": ValueError, "TypeError": TypeError}.get(report[0],
+                                                                              RuntimeError)
+                raise kind(f"rank {rank} of {self.world_size} failed, so rank {self.rank} "
+                           f"stops too: {report[0]}: {report[1]}")
+        return result
 
     def barrier(self) -> None:
         """Wait for every rank (rank 0's last checkpoint is written when this returns)."""

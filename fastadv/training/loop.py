@@ -151,12 +151,13 @@ def train(model: nn.Module, method, train_data, *, epochs: int, batch_size: int 
     }
     config = json.loads(json.dumps(config, default=str))  # plain data: loads with weights_only
     ranks.check_same(config)
-    run = RunState(run_dir if ranks.writes else None, config, model_spec=config["model_spec"],
-                   dataset=config["dataset"], overwrite=overwrite, writes=ranks.writes)
+    run = ranks.together(RunState, run_dir if ranks.writes else None, config,
+                         model_spec=config["model_spec"], dataset=config["dataset"],
+                         overwrite=overwrite, writes=ranks.writes)
     if resume is not None:
-        run.resume(resume, model=model, optimizer=opt, precision=precision, best=best,
-                   guard=overfit_guard, device=device)
-    run.start()
+        ranks.together(run.resume, resume, model=model, optimizer=opt, precision=precision,
+                       best=best, guard=overfit_guard, device=device)
+    ranks.together(run.start)  # rank 0 claims the run directory and writes its first files
     step = TrainingStep(method, step_model, opt, params, precision, step_options)
 
     with progress_bar(epochs, iterations_per_epoch, progress if ranks.writes else False,
@@ -196,8 +197,9 @@ def train(model: nn.Module, method, train_data, *, epochs: int, batch_size: int 
             improved = best.update(record, run.stopped)
             record["best_epoch"] = best.epoch
             bar.epoch_done(record)  # the epoch's summary line
-            run.finish_epoch(record, improved=improved, model=model, optimizer=opt,
-                             precision=precision, best=best, guard=overfit_guard)
+            ranks.together(run.finish_epoch, record, improved=improved, model=model,
+                           optimizer=opt, precision=precision, best=best,
+                           guard=overfit_guard)  # rank 0 writes the checkpoints
             if callback is not None and ranks.decide(callback(record) is False):
                 run.stopped = True
     ranks.barrier()  # every rank returns after rank 0's last write

@@ -164,11 +164,16 @@ def errors(rank, world_size, out):
     x, y = shared_data()
     train = lambda model=None, data=(x, y), **kw: fastadv.train(  # noqa: E731
         model or tiny_model(), "fast_at", data, batch_size=PER_RANK_BATCH, **{**TRAIN, **kw})
+    taken = str(out / "taken")
+    train(run_dir=taken)  # a finished run: a fresh run there is refused on rank 0 alone
     return {
         "wrapped": _error(lambda: train(nn.DataParallel(tiny_model()))),
         "too_few": _error(lambda: train(data=(x[:12], y[:12]))),
         "mismatch": _error(lambda: train(lr=0.05 if rank == 0 else 0.1)),
         "sync_bn_cpu": _error(lambda: train(sync_bn=True)),
+        "run_dir_taken": _error(lambda: train(run_dir=taken)),
+        # and the ranks are still in step afterwards: the next run trains on both
+        "after_refusal": _error(lambda: train()),
     }
 
 

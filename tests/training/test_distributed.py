@@ -99,11 +99,17 @@ def test_dataloader_and_imagedata_are_sharded_and_reshuffled_per_epoch(results):
     ("too_few", "world_size=2 ranks x batch_size=8"),
     ("mismatch", r"\['lr'\] differ between rank 0 and rank\(s\) \[1\]"),
     ("sync_bn_cpu", "sync_bn=True needs CUDA"),
+    # raised by rank 0 alone (it owns the run directory), told to rank 1 at once
+    ("run_dir_taken", "already holds a run .* pass overwrite=True"),
 ])
 def test_distributed_user_errors_are_clear_on_every_rank(results, case, match):
     for rank_results in results[:2]:
         kind, message = rank_results["errors"][case]
         assert kind == "ValueError" and re.search(match, message), message
+    if case == "run_dir_taken":
+        assert results[1]["errors"][case][1].startswith("rank 0 of 2 failed, so rank 1 stops")
+        for rank_results in results[:2]:  # no collective was left half done
+            assert rank_results["errors"]["after_refusal"] is None
 
 
 def test_a_dead_rank_makes_the_others_fail_fast_with_a_clear_error(results):
