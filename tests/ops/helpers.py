@@ -83,6 +83,7 @@ TRITON_DTYPES = [torch.float32, torch.float16] + (
 # More than one elementwise program, and a ragged last one.
 BIG = (ELEMENTWISE_BLOCK * 2 + 345,)
 
+
 def _interpreter_loops_fail() -> bool:
     """triton < 3.7's CPU interpreter hands a kernel's int arguments over as 1-element
     arrays, which NumPy >= 2.5 no longer turns into the Python int a runtime-bound loop
@@ -91,7 +92,8 @@ def _interpreter_loops_fail() -> bool:
         return False
     import numpy
     import triton
-    return _major_minor(triton.__version__) < (3, 7) and _major_minor(numpy.__version__) >= (2, 5)
+    return (_major_minor(triton.__version__) < (3, 7)
+            and _major_minor(numpy.__version__) >= (2, 5))
 
 
 def _major_minor(version: str) -> tuple:
