@@ -76,6 +76,13 @@ def check_bool(name: str, value) -> bool:
     return value
 
 
+def check_optional_bool(name: str, value) -> Optional[bool]:
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f"{name} must be None or a bool, got {type(value).__name__} "
+                        f"({value!r})")
+    return value
+
+
 def check_eps(value, name: str = "eps") -> float:
     """An L-inf radius in pixel units of [0, 1] images."""
     value = check_float(name, value)
@@ -96,7 +103,7 @@ def check_model(name: str, model):
 
 
 def check_module(name: str, model) -> torch.nn.Module:
-    """A torch.nn.Module (what is trained: it must have parameters to update)."""
+    """A torch.nn.Module (what train() needs: a callable is not enough to be trained)."""
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"{name} must be a torch.nn.Module, got {type(model).__name__}")
     return model

@@ -11,7 +11,7 @@ _MODULUS = 2 ** 63  # seeds stay non-negative int64, as torch.manual_seed takes 
 def mix_seed(start: int, *values: int) -> int:
     """``start`` folded with each of ``values`` in turn (seed <- seed * M + value + 1 mod 2**63):
     nearby arguments give unrelated seeds, and the same arguments always the same seed."""
-    seed = start
+    seed = start % _MODULUS
     for value in values:
         seed = (seed * _MULTIPLIER + value + 1) % _MODULUS
     return seed

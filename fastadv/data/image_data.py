@@ -67,7 +67,7 @@ class ImageData:
         if isinstance(n_holdout, bool) or not isinstance(n_holdout, int) or not 0 <= n_holdout < n:
             raise ValueError(f"n_holdout must be an integer in [0, {n}) for a data set of {n} "
                              f"images, got {n_holdout!r}")
-        check_int("seed", seed)
+        seed = check_int("seed", seed)
         generator = torch.Generator().manual_seed(seed)
         order = torch.randperm(n, generator=generator)
         holdout = order[:n_holdout].sort().values

@@ -19,8 +19,8 @@ class SmallCNN(nn.Module):
     def __init__(self, *, num_classes: int = 10, in_channels: int = 3, width: int = 32,
                  activation: str = "relu", batch_norm: bool = False):
         super().__init__()
-        check_int("width", width, minimum=1)
-        check_bool("batch_norm", batch_norm)
+        width = check_int("width", width, minimum=1)
+        batch_norm = check_bool("batch_norm", batch_norm)
 
         def conv(cin, cout):
             layers = [nn.Conv2d(cin, cout, 3, padding=1, bias=not batch_norm)]

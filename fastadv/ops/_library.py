@@ -140,16 +140,17 @@ def _kl_setup_context(ctx, inputs, output):
     ctx.backward_impl = implementation("kl_div_logits_backward", backend)
 
 
-def _kl_backward(ctx, grad_rows, *, traced: bool):
-    """The fused KL's backward; ``traced``: called as the custom op's autograd formula,
-    i.e. while AOTAutograd traces the backward on fake tensors. That is said by the caller
-    rather than asked of torch.compiler.is_compiling(), which some torch releases (2.11)
-    answer False during that trace: the backend would then be handed fake tensors."""
+def _kl_backward(ctx, grad_rows, *, via_custom_op: bool):
+    """The fused KL's backward; ``via_custom_op``: called as the custom op's autograd
+    formula (the path torch.compile takes, where AOTAutograd traces the backward on fake
+    tensors), so the backward custom op is called too. That is said by the caller rather
+    than asked of torch.compiler.is_compiling(), which some torch releases (2.11) answer
+    False during that trace: the backend would then be handed fake tensors."""
     logits_q, logits_p = ctx.saved_tensors
     need_q, need_p = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
     if not (need_q or need_p):
         return None, None, None
-    if traced:
+    if via_custom_op:
         grad_q, grad_p = kl_div_logits_backward.custom_op(
             logits_q, logits_p, grad_rows.contiguous(), ctx.backward_impl.backend)
     else:
@@ -170,7 +171,7 @@ def _(logits_q, logits_p, backend):
     return logits_q.new_empty(logits_q.shape[:-1])
 
 
-_kl_div_logits_op.register_autograd(functools.partial(_kl_backward, traced=True),
+_kl_div_logits_op.register_autograd(functools.partial(_kl_backward, via_custom_op=True),
                                     setup_context=_kl_setup_context)
 
 
@@ -185,7 +186,7 @@ class _FusedKlDivLogits(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_rows):
-        return _kl_backward(ctx, grad_rows, traced=False)
+        return _kl_backward(ctx, grad_rows, via_custom_op=False)
 
 
 def kl_div_logits(logits_q: torch.Tensor, logits_p: torch.Tensor,

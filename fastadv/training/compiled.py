@@ -147,11 +147,13 @@ class PassRouter(nn.Module):
         super().__init__()
         self.model = model
         self.__dict__["compiled"] = torch.compile(model, **compile_kwargs)
-        # the input-only passes go through a compiled function of their own: dynamo keeps
-        # its graphs per code object, so a graph traced with the parameters frozen can never
-        # serve a pass that needs their gradients. Guards cannot be trusted with that: torch
-        # 2.11 does not re-check a parameter's requires_grad (its dict-tag guards skip it),
-        # and a frozen graph then silently returned no parameter gradient
+        # the input-only passes go through a compiled function of their own, captured whole
+        # (fullgraph): dynamo keeps its graphs per code object, so a graph traced with the
+        # parameters frozen can never serve a pass that needs their gradients. Guards cannot
+        # be trusted with that: torch 2.11 does not re-check a parameter's requires_grad (its
+        # dict-tag guards skip it), and a frozen graph then silently returned no parameter
+        # gradient. Whole, because a graph break would compile the rest of the model's
+        # forward on the model's own code objects, shared with the full passes again.
         self.__dict__["compiled_input_only"] = compile_input_only(compile_kwargs)
         self.__dict__["model_buffers"] = tuple(model.buffers())
         self.__dict__["trainable"] = tuple(p for p in model.parameters() if p.requires_grad)
@@ -181,8 +183,23 @@ class PassRouter(nn.Module):
         with torch.autograd._unsafe_preserve_version_counter(self.model_buffers):
             if frozen:
                 with frozen_parameters(self.trainable):
-                    return self.compiled_input_only(self.model, *args, **kwargs)
+                    return self._input_only(*args, **kwargs)
             return self.compiled(*args, **kwargs)
+
+    def _input_only(self, *args, **kwargs):
+        """An input-only pass: compiled as one graph, or eagerly from the first time dynamo
+        cannot capture the model whole (said once in a warning)."""
+        compiled = self.__dict__["compiled_input_only"]
+        if compiled is not None:
+            try:
+                return compiled(self.model, *args, **kwargs)
+            except torch._dynamo.exc.Unsupported as exc:  # a graph break in the model
+                warnings.warn(f"compile: the model's forward has a graph break, so its "
+                              f"input-only passes (the attack steps) run eagerly; the other "
+                              f"passes stay compiled. ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0]})", stacklevel=4)
+                self.__dict__["compiled_input_only"] = None
+        return self.model(*args, **kwargs)
 
     def start_step(self) -> None:
         self._calls = 0
@@ -216,9 +233,10 @@ def _input_only_pass(model: nn.Module, *args, **kwargs):
 
 def compile_input_only(compile_kwargs: dict) -> Callable:
     """``f(model, *args)``: the model's pass compiled for use with its parameters frozen
-    (:func:`frozen_parameters`), with graphs of its own (see PassRouter.__init__ for why a
-    compiled model must not serve these passes)."""
-    return torch.compile(_input_only_pass, **compile_kwargs)
+    (:func:`frozen_parameters`), as one graph of its own (see PassRouter.__init__ for why a
+    compiled model must not serve these passes); a model with a graph break raises
+    torch._dynamo.exc.Unsupported."""
+    return torch.compile(_input_only_pass, **{**compile_kwargs, "fullgraph": True})
 
 
 @contextlib.contextmanager

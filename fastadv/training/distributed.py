@@ -128,11 +128,13 @@ def init_process_group(device: torch.device) -> None:
     # the group stays up for the caller's later train()/evaluate() calls and collectives, and
     # is destroyed when the process exits, as torch asks of every program (nccl warns of
     # pending work otherwise); a group the caller initialised is the caller's to destroy
-    atexit.register(_destroy_process_group_at_exit)
+    atexit.register(_destroy_at_exit, dist.group.WORLD)
 
 
-def _destroy_process_group_at_exit() -> None:
-    if dist.is_initialized():  # not already destroyed by the caller or command_session
+def _destroy_at_exit(group) -> None:
+    # only the group started here, if it is still the default one (neither destroyed by the
+    # caller or command_session, nor replaced by one of the caller's own)
+    if dist.is_initialized() and dist.group.WORLD is group:
         dist.destroy_process_group()
 
 
@@ -286,6 +288,13 @@ def _sampled(loader: DataLoader, rank: int, world_size: int, seed: int) -> Epoch
                                    sampler=sampler, **options))
 
 
+def _error_kind(error: Exception) -> type:
+    """What the other ranks raise for ``error``: a user's ValueError or TypeError (or a
+    subclass, e.g. a JSONDecodeError) as such, anything else as a RuntimeError."""
+    return next((kind for kind in (ValueError, TypeError) if isinstance(error, kind)),
+                RuntimeError)
+
+
 class BufferSyncedDDP(DistributedDataParallel):
     """DistributedDataParallel whose broadcast of rank 0's buffers before each forward keeps
     their autograd version counters, as torch 2.13's own DDP does and 2.11's does not. A
@@ -293,8 +302,10 @@ class BufferSyncedDDP(DistributedDataParallel):
     can hold the batch-norm statistics (an eval-mode pass saves them, so does a create_graph
     backward): with the counters bumped by the next forward's broadcast, the step's backward
     refused to run ("modified by an inplace operation") on torch 2.11 for TRADES, Backward
-    Smoothing, Fast-BAT and GradAlign. The values are those torch 2.13 computes."""
+    Smoothing, Fast-BAT and GradAlign. The values are those torch 2.13 computes.
+    (``_sync_buffers`` is DDP's own hook point, private; tests check it is still called.)"""
 
+    @torch.compiler.disable  # torch's own _sync_buffers is not traced either
     def _sync_buffers(self):
         self._assign_modules_buffers()  # the buffers as DDP's own sync will find them
         with torch.autograd._unsafe_preserve_version_counter(tuple(self.modules_buffers)):
@@ -476,15 +487,14 @@ class Ranks:
             error = exc
         reports = [None] * self.world_size
         dist.all_gather_object(reports, None if error is None else
-                               (type(error).__name__, str(error)))
+                               (_error_kind(error), f"{type(error).__name__}: {error}"))
         if error is not None:
             raise error
         for rank, report in enumerate(reports):
             if report is not None:
-                kind = {"ValueError": ValueError, "TypeError": TypeError}.get(report[0],
-                                                                              RuntimeError)
+                kind, text = report
                 raise kind(f"rank {rank} of {self.world_size} failed, so rank {self.rank} "
-                           f"stops too: {report[0]}: {report[1]}")
+                           f"stops too: {text}")
         return result
 
     def barrier(self) -> None:

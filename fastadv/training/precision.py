@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from fastadv._checks import check_bool, check_optional_float
+from fastadv._checks import check_optional_bool, check_optional_float
 
 AMP_MODES = ("bf16", "fp16")
 
@@ -29,8 +29,7 @@ class Precision:
                  image_channels: int, grad_clip: Optional[float] = None):
         if amp not in (None, False) and amp not in AMP_MODES:
             raise ValueError(f"amp must be None, False or one of {AMP_MODES}, got {amp!r}")
-        if channels_last is not None:
-            check_bool("channels_last", channels_last)
+        check_optional_bool("channels_last", channels_last)
         self.grad_clip = check_optional_float("grad_clip", grad_clip, strictly_positive=True)
         self.dtype, self.scaler = None, None
         if device.type != "cuda":

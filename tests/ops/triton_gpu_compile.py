@@ -49,32 +49,49 @@ def scalar_type(value) -> str:
     raise TypeError(f"no Triton type for a {type(value).__name__} argument ({value!r})")
 
 
+def aligned(value) -> bool:
+    """Whether a launch specialises the argument as divisible by 16 (tt.divisibility=16, what
+    lets the compiler emit 16-byte vector accesses), as Triton's own launcher decides: a
+    tensor whose data pointer is, an int that is."""
+    if isinstance(value, torch.Tensor):
+        return value.data_ptr() % 16 == 0
+    return isinstance(value, int) and not isinstance(value, bool) and value % 16 == 0
+
+
 def source_of(kernel, args, kwargs):
-    """(ASTSource, compile options) of one recorded launch."""
+    """(ASTSource, compile options) of one recorded launch, with the launcher's
+    specialisation: constexprs, types and divisibility hints."""
     from triton.compiler import ASTSource
 
     names = kernel.arg_names
     constexpr_names = {names[i] for i in kernel.constexprs}
     values = dict(zip(names, args), **{k: v for k, v in kwargs.items() if k in names})
-    signature, constexprs = {}, {}
-    for name in names:
+    signature, constexprs, attrs = {}, {}, {}
+    for index, name in enumerate(names):
         value = values[name]
         if name in constexpr_names:
             signature[name], constexprs[name] = "constexpr", value
-        elif isinstance(value, torch.Tensor):
+            continue
+        if isinstance(value, torch.Tensor):
             signature[name] = SIGNATURE_TYPES[value.dtype]
         else:
             signature[name] = scalar_type(value)
+        if aligned(value):
+            attrs[(index,)] = [["tt.divisibility", 16]]
     options = {k: v for k, v in kwargs.items() if k in LAUNCH_OPTIONS}
-    return ASTSource(fn=kernel, signature=signature, constexprs=constexprs), options
+    return ASTSource(fn=kernel, signature=signature, constexprs=constexprs, attrs=attrs), options
 
 
 def launches():
-    """(label, kernel module, kernel attribute, launcher call) for every kernel variant."""
-    for dtype in DTYPES:
+    """(label, kernel module, kernel attribute, launcher call) for every kernel variant: the
+    elementwise ops on a CIFAR-like batch (its sizes divisible by 16, so the vectorised
+    specialisation) and, in float32, on a ragged size; the KL with one tile per row, the
+    widest single tile (8 warps) and rows walked in chunks."""
+    for dtype, numel in [(dtype, 128 * 96) for dtype in DTYPES] + [(torch.float32, 3001)]:
         def tensor(*shape, dtype=dtype):
             return torch.rand(*shape).to(dtype)
-        x = tensor(3000)
+        x = tensor(numel)
+        dtype = f"{dtype} numel={numel}"  # the label
         for sign in (True, False):
             yield (f"pgd_step {dtype} sign={sign}", "pgd_step", "_pgd_step_kernel",
                    lambda m, sign=sign, x=x: m.pgd_step(x, x, x, x.clone(), alpha=0.01,
@@ -93,14 +110,16 @@ def launches():
                        lambda m, kind=kind, clamp=clamp, x=x: m.random_start(
                            x, x.clone(), eps=0.03, kind=kind, scale=0.001, clamp=clamp,
                            seed=12345))
-        for cols in (10, 10000):  # one tile per row, and rows walked in chunks
+        if numel % 16:
+            continue  # the ragged size is for the elementwise kernels
+        for cols in (10, 4096, 10000):
             q, p = tensor(64, cols), tensor(64, cols)
             yield (f"kl_div_logits {dtype} cols={cols}", "kl_div_logits", "_kl_rows_kernel",
                    lambda m, q=q, p=p: m.kl_div_logits(q, p))
             yield (f"kl_div_logits_backward {dtype} cols={cols}", "kl_div_logits",
                    "_kl_rows_backward_kernel",
-                   lambda m, q=q, p=p: m.kl_div_logits_backward(q, p, torch.ones(64)
-                                                                .to(q.dtype)))
+                   lambda m, q=q, p=p: m.kl_div_logits_backward(
+                       q, p, torch.ones(64).to(q.dtype)))
 
 
 def main() -> int:

@@ -177,6 +177,28 @@ def errors(rank, world_size, out):
     }
 
 
+def buffer_sync(rank, world_size, out):
+    """How many times a TRADES step ran BufferSyncedDDP's buffer-sync override (DDP's private
+    hook point: if a torch release stopped calling it, the count would be 0)."""
+    from fastadv.training.distributed import BufferSyncedDDP
+    calls = []
+    original = BufferSyncedDDP._sync_buffers
+
+    def counting(self):
+        calls.append(1)
+        return original(self)
+
+    BufferSyncedDDP._sync_buffers = counting
+    try:
+        method = methods.get("trades", **OPTIONS["trades"])
+        model, ddp = Ranks.setup(None, "cpu").wrap(tiny_model(), method)
+        x, y = rank_batches(rank)[0]
+        method.loss(ddp, x, y).loss.backward()
+    finally:
+        BufferSyncedDDP._sync_buffers = original
+    return {"calls": len(calls)}
+
+
 def resume_uninterrupted(rank, world_size, out):
     """The reference for the torchrun kill-and-resume test: the same run, never killed."""
     return resume_script.run("full", out / "resume-full")
@@ -197,4 +219,4 @@ def dead_rank(rank, world_size, out):
 
 
 SCENARIOS = [reducer_per_method, different_data_per_method, global_batch_per_method,
-             loaders_and_config, errors, resume_uninterrupted, dead_rank]
+             loaders_and_config, errors, buffer_sync, resume_uninterrupted, dead_rank]

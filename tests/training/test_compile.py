@@ -121,6 +121,38 @@ def test_frozen_and_full_passes_never_share_a_compiled_function(name):
     assert bool(states["compiled_input_only"]) == (I in PLANS[name])
 
 
+class GraphBreaking(torch.nn.Module):
+    """A model whose forward dynamo cannot capture whole (a print or .item() would do)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        torch._dynamo.graph_break()
+        return self.inner(x)
+
+
+def test_a_model_with_a_graph_break_runs_its_input_only_passes_eagerly():
+    def steps(compile_kwargs):
+        model, x, y = make(3)
+        net = GraphBreaking(model)
+        params = list(net.parameters())
+        step = TrainingStep(methods.get("fast_at", eps=0.1), net,
+                            torch.optim.SGD(params, lr=0.05, momentum=0.9), params,
+                            Precision(None, None, CPU, 2), StepOptions(compile_kwargs))
+        torch.manual_seed(0)
+        return net, [step(x, y, 0.05).loss.detach() for _ in range(3)], step.router
+
+    eager_net, eager_losses, _ = steps(None)
+    with pytest.warns(UserWarning, match="graph break, so its input-only passes"):
+        net, losses, router = steps(AOT)
+    assert router.plan == PLANS["fast_at"] and router.compiled_input_only is None
+    torch.testing.assert_close(losses, eager_losses, rtol=1e-9, atol=1e-12)
+    for a, b in zip(net.state_dict().values(), eager_net.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.parametrize("name", ["fast_at", "fast_bat", "grad_align", "trades"])
 def test_a_compiled_step_updates_the_model_as_an_eager_step(name):
     eager_model, eager_losses, _ = run_steps(name, None)

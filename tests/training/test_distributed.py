@@ -112,6 +112,14 @@ def test_distributed_user_errors_are_clear_on_every_rank(results, case, match):
             assert rank_results["errors"]["after_refusal"] is None
 
 
+def test_ddp_forwards_sync_buffers_through_the_version_keeping_override(results):
+    # TRADES (3 steps) runs 6 DDP forwards: a no-grad target pass, 3 attack passes and 2 loss
+    # passes; DDP broadcasts rank 0's buffers before each forward that records a graph (torch
+    # 2.13 skips the no-grad one), always through BufferSyncedDDP's override
+    for rank_results in results[:2]:
+        assert rank_results["buffer_sync"]["calls"] in (5, 6)
+
+
 def test_a_dead_rank_makes_the_others_fail_fast_with_a_clear_error(results):
     assert results[2] == (0, 3)  # rank 0 returned, rank 1 died as the scenario made it
     found = results[0]["dead_rank"]
