@@ -45,14 +45,6 @@ def parse_args(argv=None):
     return args
 
 
-def synthetic_cifar(n: int):
-    import fastadv
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
-    y = torch.randint(0, 10, (n,), generator=g)
-    return fastadv.data.ImageData(x, y, 10, (0.49, 0.48, 0.45), (0.25, 0.24, 0.26), "synthetic")
-
-
 def worker(args) -> None:
     """One rank: train each method for 2 epochs; rank 0 writes the rows."""
     import fastadv
@@ -61,7 +53,9 @@ def worker(args) -> None:
     device = "cpu" if args.cpu else "cuda"
     if not args.cpu:
         torch.backends.cudnn.benchmark = True
-    data = synthetic_cifar(world_size * args.batch_size * args.steps)
+    from epoch_cases import synthetic_cifar  # this script's folder is on sys.path
+
+    data = synthetic_cifar("cpu", world_size * args.batch_size * args.steps)
     rows = []
     for method in args.methods.split(","):
         torch.manual_seed(0)

@@ -32,12 +32,12 @@ IMAGES = 50_000
 CIFAR10 = CIFAR_SETS["cifar10"]
 
 
-def synthetic_cifar(device) -> ImageData:
-    """50,000 uint8 3x32x32 images with labels, made on ``device`` (no download)."""
+def synthetic_cifar(device, n: int = IMAGES) -> ImageData:
+    """``n`` uint8 3x32x32 images with labels (CIFAR-10's count by default), made on
+    ``device`` (no download)."""
     g = torch.Generator(device=device).manual_seed(0)
-    x = torch.randint(0, 256, (IMAGES, 3, 32, 32), generator=g, device=device,
-                      dtype=torch.uint8)
-    y = torch.randint(0, 10, (IMAGES,), generator=g, device=device)
+    x = torch.randint(0, 256, (n, 3, 32, 32), generator=g, device=device, dtype=torch.uint8)
+    y = torch.randint(0, 10, (n,), generator=g, device=device)
     return ImageData(x, y, num_classes=10, mean=CIFAR10["mean"], std=CIFAR10["std"],
                      name="synthetic-cifar")
 

@@ -31,8 +31,8 @@ from typing import Any, Dict, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from fastadv._checks import (check_bool, check_device, check_eps, check_int, check_labels,
-                             check_model)
+from fastadv._checks import (check_device, check_eps, check_int, check_labels, check_model,
+                             check_optional_bool)
 from fastadv.attacks.autoattack import package_version
 from fastadv.evaluation import inputs, runners, sanity
 from fastadv.evaluation.distributed import PointShard, batch_seed
@@ -108,8 +108,7 @@ def evaluate(model: nn.Module, data, *, attacks: Union[str, Sequence[str]] = ("c
     eps = check_eps(eps)
     check_int("batch_size", batch_size, minimum=1)
     check_int("seed", seed, minimum=0)
-    if progress is not None:
-        check_bool("progress", progress)
+    check_optional_bool("progress", progress)
     specs = parse_specs(attacks)
     options = check_options(options)
     if any(s.kind == "transfer" for s in specs) and options["surrogate"] is None:

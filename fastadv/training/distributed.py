@@ -56,7 +56,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import (DataLoader, DistributedSampler, IterableDataset, RandomSampler,
                               SequentialSampler)
 
-from fastadv._checks import check_bool, check_float
+from fastadv._checks import check_bool, check_float, check_optional_bool
 from fastadv._seeds import mix_seed
 from fastadv.data import DeviceLoader
 from fastadv.training.data import TensorBatches
@@ -326,8 +326,7 @@ class Ranks:
     def setup(cls, distributed: Optional[bool], device, *, sync_bn: bool = False) -> "Ranks":
         """distributed: None = when launched by torchrun or a process group exists; True =
         required; False = never. sync_bn: convert batch norm to SyncBatchNorm (CUDA only)."""
-        if distributed is not None:
-            check_bool("distributed", distributed)
+        check_optional_bool("distributed", distributed)
         check_bool("sync_bn", sync_bn)
         if distributed is None:
             distributed = dist.is_available() and (dist.is_initialized() or

@@ -118,10 +118,11 @@ def train(model: nn.Module, method, train_data, *, epochs: int, batch_size: int 
     data = prepare(train_data, batch_size=batch_size, val_size=val_size, val_data=val_data,
                    device=device, seed=seed,
                    guard_size=guard_config.size if guard_config else 128)
-    data.loader = ranks.shard(data.loader, batch_size, seed)  # this rank's share
+    # the labels are checked on the whole source, before each rank keeps its share
     num_classes = check_model_output(model, data.guard_batch[0], data.num_classes,
                                      data.label_sets())
     data.num_classes = num_classes
+    data.loader = ranks.shard(data.loader, batch_size, seed)  # this rank's share
     iterations_per_epoch = len(data.loader)
     if iterations_per_epoch == 0:
         raise ValueError(f"train_data gives no batches of batch_size={batch_size}")

@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Optional
 
-from fastadv._checks import check_bool
+from fastadv._checks import check_optional_bool
 
 
 def _is_terminal(stream) -> bool:
@@ -33,8 +33,7 @@ class Progress:
 
     def __init__(self, total: int, *, enabled: Optional[bool], initial: int = 0,
                  unit: str = "it", desc: Optional[str] = None):
-        if enabled is not None:
-            check_bool("progress", enabled)
+        check_optional_bool("progress", enabled)
         # looked up now, not at import: pytest and the CLI's tests swap sys.stderr
         self.stream = sys.stderr
         if enabled is None:

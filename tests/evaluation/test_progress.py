@@ -31,7 +31,7 @@ def test_progress_false_is_silent_and_progress_is_checked_first(capsys):
     x, y = net_data(model)
     evaluate(model, (x, y), attacks=ATTACKS, eps=0.1, progress=False)
     assert capsys.readouterr().err == ""
-    with pytest.raises(TypeError, match="progress must be a bool"):
+    with pytest.raises(TypeError, match="progress must be None or a bool"):
         evaluate(model, (x, y), progress=1)
 
 

@@ -159,6 +159,12 @@ def _error(call):
     return None
 
 
+def bad_label_data():
+    x, y = tiny_data(n=160, seed=7)
+    y[150] = 7
+    return x, y
+
+
 def errors(rank, world_size, out):
     """The messages of the distributed user errors, on every rank."""
     x, y = shared_data()
@@ -172,6 +178,9 @@ def errors(rank, world_size, out):
         "mismatch": _error(lambda: train(lr=0.05 if rank == 0 else 0.1)),
         "sync_bn_cpu": _error(lambda: train(sync_bn=True)),
         "run_dir_taken": _error(lambda: train(run_dir=taken)),
+        # a label out of range for the 3-class model, past the first 128 images (which are
+        # checked as the first batch): found on the whole data, not on a rank's share
+        "bad_label": _error(lambda: train(data=bad_label_data())),
         # and the ranks are still in step afterwards: the next run trains on both
         "after_refusal": _error(lambda: train()),
     }

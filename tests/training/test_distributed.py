@@ -101,6 +101,7 @@ def test_dataloader_and_imagedata_are_sharded_and_reshuffled_per_epoch(results):
     ("sync_bn_cpu", "sync_bn=True needs CUDA"),
     # raised by rank 0 alone (it owns the run directory), told to rank 1 at once
     ("run_dir_taken", "already holds a run .* pass overwrite=True"),
+    ("bad_label", r"label.*7"),
 ])
 def test_distributed_user_errors_are_clear_on_every_rank(results, case, match):
     for rank_results in results[:2]:

@@ -47,7 +47,7 @@ def test_on_a_terminal_the_bar_leaves_only_the_epoch_lines(monkeypatch):
 
 def test_progress_must_be_a_bool_or_none():
     x, y = tiny_data(n=16)
-    with pytest.raises(TypeError, match="progress must be a bool"):
+    with pytest.raises(TypeError, match="progress must be None or a bool"):
         fastadv.train(tiny_model(), "standard", (x, y), epochs=1, progress="yes")
 
 
